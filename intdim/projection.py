@@ -1,0 +1,310 @@
+"""Random linear projections P: R^d -> R^D, the `P` in theta = theta0 + P(theta_d).
+
+Every projection here has unit-norm columns (Li et al. 2018 normalise so; a column is the direction
+one coordinate of theta_d moves the model in) and exposes the same block-row interface, which
+`intdim.subspace` uses to materialise theta block by block without ever holding P:
+
+    prep = proj.prepare(x)                     # O(d) work shared by all blocks
+    w    = proj.forward_rows(prep, b0, b1)     # rows of P x for blocks b0..b1, shape (b1-b0, block)
+    t    = proj.transpose_rows(g, b0, b1)      # per-block P_b^T g_b, in `prep` space, (b1-b0, K)
+    gx   = proj.finish(t.sum(0))               # P^T g from the summed block terms
+
+with the identity <t_b, prep> = <g_b, (P x)_b>, which gives SAID's per-layer scale gradients
+without recomputing P x. `proj(x)` is the plain differentiable P x (a flat vector of length D).
+
+All random state comes from a `torch.Generator` on the CPU seeded from the config, never the
+global RNG, so the same seed rebuilds the same P on any machine and device.
+
+Fastfood (Le et al. 2013), as used here, stacks blocks of LL = 2^ceil(log2 d) rows:
+
+    (P x)_block i = s * H Pi_i G H B pad(x),     s = 1 / (||G|| sqrt(D))
+
+H is the unnormalised Hadamard matrix, B a +-1 diagonal, G a Gaussian diagonal, Pi_i a permutation.
+B and G are drawn once and shared by the blocks; each block draws its own Pi_i. Sharing B means
+H B x is computed once (O(d log d)) instead of once per block, which halves the transforms over D.
+H Pi_i G = H (Pi_i G Pi_i^T) Pi_i, so block i is Le et al.'s H G_i Pi_i H B with G_i a permutation
+of the shared Gaussian values. Applying G before Pi turns the per-element work into one gather from
+a vector of LL floats (cache-resident). Every column of every block has squared norm LL ||G||^2
+exactly, so columns have unit norm exactly when LL divides D (and within the fluctuation of the
+truncated last block otherwise). State: Pi and its inverse, 2 bytes each per model parameter while
+LL <= 2^15 (d <= 32768), 4 bytes each above; plus 2 LL floats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from intdim.errors import UserError
+from intdim.hadamard import fwht_
+from intdim.registry import Registry
+
+PROJECTIONS: Registry[type[Projection]] = Registry("projection")
+
+# Above this many bytes a dense P is refused: it is a reference for small models only.
+DENSE_MAX_BYTES = 1 << 30
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+class Projection(nn.Module):
+    """Base class; subclasses fill `block`, `n_blocks` and the four block-row methods."""
+
+    def __init__(self, D: int, d: int, seed: int) -> None:
+        super().__init__()
+        if d < 1:
+            raise UserError(f"subspace dimension d must be >= 1, got {d}")
+        if d > D:
+            raise UserError(f"subspace dimension d={d} exceeds the number of parameters D={D}")
+        self.D, self.d, self.seed = int(D), int(d), int(seed)
+        self.block = 1
+        self.n_blocks = 0
+
+    # -- block-row interface -------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_rows(self, prep: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def transpose_rows(self, g: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prep_size(self) -> int:
+        raise NotImplementedError
+
+    # -- conveniences --------------------------------------------------------------------------
+    def rows_per_chunk(self) -> int:
+        """How many blocks to process at once so a chunk of rows is ~2 MB of float32."""
+        return max(1, (1 << 19) // self.block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """P x as a flat float32 vector of length D, differentiable in x."""
+        return _ProjectFn.apply(x, self)
+
+    def state_bytes(self) -> int:
+        """Bytes of frozen random state this projection holds."""
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
+        # Move with .to(device) but never change dtype: `.half()` on a wrapped model must not
+        # silently change P (the permutation indices must not become floats either).
+        dtypes = {name: b.dtype for name, b in self.named_buffers()}
+        super()._apply(fn, recurse)
+        for name, b in list(self.named_buffers()):
+            if b.dtype != dtypes[name]:
+                self._buffers[name] = b.to(dtypes[name])
+        return self
+
+    def materialize(self) -> torch.Tensor:
+        """P as a dense (D, d) float64 matrix, column by column (tests and small models only)."""
+        cols = []
+        for j in range(self.d):
+            e = torch.zeros(self.d, dtype=torch.float32, device=self._device())
+            e[j] = 1.0
+            cols.append(self(e).double())
+        return torch.stack(cols, dim=1)
+
+    def _device(self) -> torch.device:
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+
+class _ProjectFn(torch.autograd.Function):
+    """x -> P x through the block-row interface (used by `Projection.forward`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, proj: Projection) -> torch.Tensor:  # type: ignore[override]
+        ctx.proj = proj
+        prep = proj.prepare(x.detach().float())
+        out = torch.empty(proj.n_blocks * proj.block, dtype=torch.float32, device=x.device)
+        step = proj.rows_per_chunk()
+        for b0 in range(0, proj.n_blocks, step):
+            b1 = min(b0 + step, proj.n_blocks)
+            out[b0 * proj.block : b1 * proj.block] = proj.forward_rows(prep, b0, b1).reshape(-1)
+        return out[: proj.D]
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        proj: Projection = ctx.proj
+        padded = torch.zeros(proj.n_blocks * proj.block, dtype=torch.float32, device=g.device)
+        padded[: proj.D] = g
+        rows = padded.view(proj.n_blocks, proj.block)
+        acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=g.device)
+        step = proj.rows_per_chunk()
+        for b0 in range(0, proj.n_blocks, step):
+            b1 = min(b0 + step, proj.n_blocks)
+            acc += proj.transpose_rows(rows[b0:b1], b0, b1).sum(0)
+        return proj.finish(acc), None
+
+
+@PROJECTIONS.register("fastfood")
+class FastfoodProjection(Projection):
+    def __init__(self, D: int, d: int, seed: int) -> None:
+        super().__init__(D, d, seed)
+        LL = 1 << max(0, math.ceil(math.log2(d)))
+        self.block = LL
+        self.n_blocks = -(-self.D // LL)
+        gen = _generator(seed)
+        sign = torch.randint(0, 2, (LL,), generator=gen, dtype=torch.int64) * 2 - 1
+        gauss = torch.randn(LL, generator=gen, dtype=torch.float64)
+        self.scale = 1.0 / (float(gauss.norm()) * math.sqrt(self.D))
+        self.register_buffer("B", sign.float(), persistent=False)
+        self.register_buffer("G", gauss.float(), persistent=False)
+        index_dtype = torch.int16 if LL <= (1 << 15) else torch.int32
+        perm = torch.empty(self.n_blocks, LL, dtype=index_dtype)
+        inv = torch.empty(self.n_blocks, LL, dtype=index_dtype)
+        step = max(1, (1 << 20) // LL)
+        cols = torch.arange(LL, dtype=torch.int64)
+        for b0 in range(0, self.n_blocks, step):
+            b1 = min(b0 + step, self.n_blocks)
+            # Independent uniform keys, argsorted per row: a uniformly random permutation per
+            # block. Drawing rows in order keeps the result independent of this chunking.
+            p = torch.rand(b1 - b0, LL, generator=gen).argsort(dim=1)
+            perm[b0:b1] = p.to(index_dtype)
+            inv[b0:b1] = torch.empty_like(p).scatter_(1, p, cols.expand_as(p)).to(index_dtype)
+        self.register_buffer("perm", perm, persistent=False)
+        self.register_buffer("inv", inv, persistent=False)
+        self._offsets: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def prep_size(self) -> int:
+        return self.block
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """y' = G H B pad(x): the part shared by all blocks."""
+        padded = torch.zeros(self.block, dtype=torch.float32, device=x.device)
+        padded[: self.d] = x.float()
+        return fwht_(padded * self.B) * self.G
+
+    def forward_rows(self, prep: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+        z = prep[self.perm[b0:b1].int()]  # Pi_i y' for each block: a gather from LL floats
+        return fwht_(z, out=z).mul_(self.scale)
+
+    def _row_offsets(self, rows: int, device: torch.device) -> torch.Tensor:
+        key = (rows, device)
+        off = self._offsets.get(key)
+        if off is None:
+            off = self._offsets[key] = (
+                torch.arange(rows, dtype=torch.int32, device=device) * self.block
+            ).unsqueeze(1)
+        return off
+
+    def transpose_rows(self, g: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+        """Pi_i^T H (s g_i) for each block i: the per-block terms of P^T g before G H B."""
+        v = fwht_(g.float().contiguous())
+        idx = self.inv[b0:b1].int() + self._row_offsets(b1 - b0, v.device)
+        t = torch.index_select(v.view(-1), 0, idx.view(-1)).view(b1 - b0, self.block)
+        return t.mul_(self.scale)
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        return (fwht_(acc * self.G) * self.B)[: self.d]
+
+    def _apply(self, fn, recurse=True):
+        self._offsets = {}
+        return super()._apply(fn, recurse)
+
+
+class _RowMatrixProjection(Projection):
+    """Shared block-row logic for projections stored as explicit rows (dense and sparse)."""
+
+    ROWS = 4096
+
+    def _init_blocks(self) -> None:
+        self.block = min(self.ROWS, self.D)
+        self.n_blocks = -(-self.D // self.block)
+
+    def prep_size(self) -> int:
+        return self.d
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        return acc
+
+
+@PROJECTIONS.register("dense")
+class DenseProjection(_RowMatrixProjection):
+    """Li et al.'s dense Gaussian projection with unit-norm columns. O(D d) memory."""
+
+    def __init__(self, D: int, d: int, seed: int) -> None:
+        super().__init__(D, d, seed)
+        if D * d * 4 > DENSE_MAX_BYTES:
+            raise UserError(
+                f"a dense projection of {D} x {d} needs {D * d * 4 / 2**30:.1f} GiB; "
+                "use projection=fastfood (or sparse) for a model this size"
+            )
+        self._init_blocks()
+        m = torch.randn(self.n_blocks * self.block, d, generator=_generator(seed))
+        m[D:] = 0
+        m /= m[:D].norm(dim=0, keepdim=True)
+        self.register_buffer("P", m, persistent=False)
+
+    def forward_rows(self, prep, b0, b1):
+        rows = self.P[b0 * self.block : b1 * self.block]
+        return (rows @ prep).view(b1 - b0, self.block)
+
+    def transpose_rows(self, g, b0, b1):
+        rows = self.P[b0 * self.block : b1 * self.block].view(b1 - b0, self.block, self.d)
+        return torch.einsum("nbd,nb->nd", rows, g.float())
+
+
+@PROJECTIONS.register("sparse")
+class SparseProjection(_RowMatrixProjection):
+    """Li et al.'s sparse projection: each column has ~sqrt(D) entries of +-1, then unit norm.
+
+    Stored row-sorted (CSR-like): 16 bytes per nonzero, d sqrt(D) nonzeros.
+    """
+
+    def __init__(self, D: int, d: int, seed: int) -> None:
+        super().__init__(D, d, seed)
+        self._init_blocks()
+        gen = _generator(seed)
+        per_col = max(1, round(math.sqrt(D)))
+        rows = torch.randint(0, D, (d, per_col), generator=gen)
+        signs = torch.randint(0, 2, (d, per_col), generator=gen).float() * 2 - 1
+        cols = torch.arange(d).unsqueeze(1).expand(d, per_col)
+        # Merge duplicate (row, col) draws so each column's norm is computed on what is stored.
+        key = rows.reshape(-1) * d + cols.reshape(-1)
+        key, inverse = torch.unique(key, return_inverse=True)
+        vals = torch.zeros(key.numel()).index_add_(0, inverse, signs.reshape(-1))
+        keep = vals != 0
+        key, vals = key[keep], vals[keep]
+        r, c = key // d, key % d
+        norms = torch.zeros(d).index_add_(0, c, vals * vals).sqrt()
+        vals = vals / norms[c]
+        # torch.unique sorts keys, so entries are already ordered by row.
+        self.register_buffer("row", r, persistent=False)
+        self.register_buffer("col", c, persistent=False)
+        self.register_buffer("val", vals, persistent=False)
+        bounds = torch.arange(0, self.n_blocks + 1) * self.block
+        self.register_buffer("start", torch.searchsorted(r, bounds), persistent=False)
+
+    def _entries(self, b0: int, b1: int) -> slice:
+        return slice(int(self.start[b0]), int(self.start[b1]))
+
+    def forward_rows(self, prep, b0, b1):
+        e = self._entries(b0, b1)
+        out = torch.zeros((b1 - b0) * self.block, dtype=torch.float32, device=prep.device)
+        out.index_add_(0, self.row[e] - b0 * self.block, self.val[e] * prep[self.col[e]])
+        return out.view(b1 - b0, self.block)
+
+    def transpose_rows(self, g, b0, b1):
+        e = self._entries(b0, b1)
+        local = self.row[e] - b0 * self.block
+        out = torch.zeros((b1 - b0) * self.d, dtype=torch.float32, device=g.device)
+        flat = g.reshape(-1).float()
+        out.index_add_(0, (local // self.block) * self.d + self.col[e], self.val[e] * flat[local])
+        return out.view(b1 - b0, self.d)
+
+
+def build_projection(kind: str, D: int, d: int, seed: int) -> Projection:
+    return PROJECTIONS.get(kind)(D, d, seed)

@@ -1,0 +1,455 @@
+"""DID and SAID: train any nn.Module through exactly d numbers.
+
+    sub = wrap(model, SubspaceConfig(d=200, method="said", seed=0))
+    opt = torch.optim.AdamW(sub.parameters(), lr=...)   # sub.parameters() is theta_d alone
+
+theta_D = theta0_D + P(theta_d) (DID), or per layer i:
+theta_i = theta0_i + lambda_i P(theta_{d-m})_i (SAID, Aghajanyan et al. eq. 3), where the
+trainable vector is theta_d = [theta_{d-m}, lambda - 1].
+
+Design notes (why it is built this way):
+- The model is run with `torch.func.functional_call`, so its parameters are never deleted or
+  re-set; its own weights are theta0 and are never written (except the classification head, see
+  below). The wrapper does not register the model as a submodule: `state_dict()` and
+  `parameters()` hold only the trainable numbers; `.to()`, `.train()`, `.eval()` are forwarded.
+- theta is materialised block by block by one autograd Function (`_MaterializeFn`): each chunk of
+  P rows is computed, added to theta0 and written into one flat buffer that the parameter views
+  share; the backward builds P^T g chunk by chunk. P is never stored, no D-sized intermediate but
+  theta and its gradient exists, and SAID's lambda gradients come from per-block dot products
+  (<P_b^T g_b, prep> = <g_b, (P x)_b>) instead of a second projection.
+- SAID lambdas are stored as offsets from 1 (lambda = 1 + theta_d[d-m:]). All of theta_d starts at
+  0, so the wrapped model equals the original, and the gradient of theta_{d-m} is P^T g at once
+  (a lambda of 0 would make the start a stationary point: both gradients would vanish).
+- "Layer" for SAID: a parameter belongs to the layer named by its path up to the first numeric
+  component (`roberta.encoder.layer.3`, `0` in an nn.Sequential); a parameter with no numeric
+  component belongs to its owning module's path cut to two components (`roberta.embeddings`,
+  `classifier.dense`, `bert.pooler`, `classifier`). `lambda_per="tensor"` gives each tensor its own.
+- The classification head is part of theta_D by default (the paper). Its theta0 is random, so
+  `wrap` re-draws it from the config seed on the CPU: a tuned task is then exactly theta_d + seed +
+  the base (body) weights, and reloads onto a fresh copy of the model with identical outputs.
+  `head="direct"` trains the head's own weights instead, reported as `extra_trainable`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from intdim.errors import UserError
+from intdim.projection import PROJECTIONS, Projection, build_projection
+
+METHODS = ("did", "said")
+LAMBDA_PER = ("layer", "tensor")
+HEAD_MODES = ("projected", "direct")
+
+
+@dataclass
+class SubspaceConfig:
+    d: int = 1000
+    method: str = "said"  # did | said
+    projection: str = "fastfood"  # fastfood | dense | sparse
+    seed: int = 0
+    lambda_per: str = "layer"  # layer | tensor (SAID only)
+    head: str = "projected"  # projected (inside theta_D, the paper) | direct (trained as is)
+    head_prefixes: list[str] = field(default_factory=list)  # default: HF base_model rule
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.d, int) or isinstance(self.d, bool) or self.d < 1:
+            raise UserError(f"subspace d must be an integer >= 1, got {self.d!r}")
+        if self.method not in METHODS:
+            raise UserError(f"unknown subspace method {self.method!r}; choose one of: did, said")
+        if self.projection not in PROJECTIONS:
+            raise UserError(
+                f"unknown projection {self.projection!r}; choose one of: "
+                + ", ".join(PROJECTIONS.names())
+            )
+        if self.lambda_per not in LAMBDA_PER:
+            raise UserError(f"unknown lambda_per {self.lambda_per!r}; choose layer or tensor")
+        if self.head not in HEAD_MODES:
+            raise UserError(f"unknown head mode {self.head!r}; choose projected or direct")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"subspace seed must be an integer >= 0, got {self.seed!r}")
+        self.head_prefixes = list(self.head_prefixes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_NUMERIC = re.compile(r"^\d+$")
+
+
+def layer_of(name: str) -> str:
+    """The SAID layer a parameter belongs to (see the module docstring for the rule)."""
+    parts = name.split(".")
+    for i, p in enumerate(parts[:-1]):
+        if _NUMERIC.match(p):
+            return ".".join(parts[: i + 1])
+    owner = parts[:-1] or parts
+    return ".".join(owner[:2])
+
+
+def _head_names(model: nn.Module, names: list[str], prefixes: list[str]) -> set[str]:
+    if prefixes:
+        return {n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes)}
+    base = getattr(model, "base_model", None)
+    if isinstance(base, nn.Module) and base is not model:
+        body = {id(p) for p in base.parameters()}
+        return {n for n, p in model.named_parameters() if id(p) not in body}
+    return set()
+
+
+@dataclass
+class _Piece:
+    param: int  # index into the projected parameters
+    param_off: int  # offset inside that parameter (flattened)
+    chunk_off: int  # offset inside the chunk's rows (flattened)
+    length: int
+    group: int
+
+
+@dataclass
+class _Chunk:
+    b0: int
+    b1: int
+    start: int  # flat offset of the chunk's first row
+    pieces: list[_Piece]
+    group_rows: list[int]  # SAID: group of each block row; m (a dummy slot) for mixed rows
+    mixed: list[int]  # SAID: rows whose positions belong to more than one group
+
+
+class _Plan:
+    """Where every chunk of P's rows lands in the model's parameters."""
+
+    def __init__(self, params: list[nn.Parameter], groups: list[int], m: int, proj: Projection):
+        self.params = params
+        self.m = m
+        self.proj = proj
+        self.sizes = [p.numel() for p in params]
+        self.offsets = [0]
+        for s in self.sizes:
+            self.offsets.append(self.offsets[-1] + s)
+        self.D = self.offsets[-1]
+        self.dtype = params[0].dtype
+        blk, step = proj.block, proj.rows_per_chunk()
+        self.chunks: list[_Chunk] = []
+        p = 0
+        for b0 in range(0, proj.n_blocks, step):
+            b1 = min(b0 + step, proj.n_blocks)
+            start, stop = b0 * blk, min(b1 * blk, self.D)
+            pieces = []
+            pos = start
+            while pos < stop:
+                while self.offsets[p + 1] <= pos:
+                    p += 1
+                n = min(stop, self.offsets[p + 1]) - pos
+                pieces.append(_Piece(p, pos - self.offsets[p], pos - start, n, groups[p]))
+                pos += n
+            rows = []
+            mixed = []
+            for r in range(b1 - b0):
+                lo, hi = r * blk, (r + 1) * blk
+                gs = {q.group for q in pieces if q.chunk_off < hi and q.chunk_off + q.length > lo}
+                if len(gs) > 1:
+                    mixed.append(r)
+                    rows.append(m)
+                else:
+                    rows.append(gs.pop() if gs else m)
+            self.chunks.append(_Chunk(b0, b1, start, pieces, rows, mixed))
+        self._row_groups: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def _rows(self, i: int, device: torch.device) -> torch.Tensor:
+        key = (i, device)
+        t = self._row_groups.get(key)
+        if t is None:
+            t = self._row_groups[key] = torch.tensor(self.chunks[i].group_rows, device=device)
+        return t
+
+    def theta0(self, i: int) -> torch.Tensor:
+        return self.params[i].detach().reshape(-1)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def compute(self, x: torch.Tensor, lam: torch.Tensor | None, out: torch.Tensor) -> None:
+        """out (flat, length D) <- theta0 + lambda * P x."""
+        proj = self.proj
+        prep = proj.prepare(x)
+        for c in self.chunks:
+            w = proj.forward_rows(prep, c.b0, c.b1).view(-1)
+            for q in c.pieces:
+                src = self.theta0(q.param)[q.param_off : q.param_off + q.length]
+                dst = out[c.start + q.chunk_off : c.start + q.chunk_off + q.length]
+                delta = w[q.chunk_off : q.chunk_off + q.length]
+                if lam is None:
+                    torch.add(src, delta, out=dst)
+                else:
+                    torch.addcmul(src, delta, lam[q.group], out=dst)
+
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            flat[a : a + n].view(p.shape)
+            for a, n, p in zip(self.offsets, self.sizes, self.params, strict=False)
+        ]
+
+    # -- backward --------------------------------------------------------------------------------
+    def _assemble(self, c: _Chunk, grads, own: bool) -> torch.Tensor:
+        blk = self.proj.block
+        rows = c.b1 - c.b0
+        if not own and len(c.pieces) == 1:
+            q = c.pieces[0]
+            g = grads[q.param]
+            if (
+                g is not None
+                and q.length == rows * blk
+                and g.dtype == torch.float32
+                and g.is_contiguous()
+            ):
+                return g.view(-1)[q.param_off : q.param_off + q.length].view(rows, blk)
+        dev = self.params[0].device
+        buf = torch.zeros(rows * blk, dtype=torch.float32, device=dev)
+        for q in c.pieces:
+            g = grads[q.param]
+            if g is not None:
+                buf[q.chunk_off : q.chunk_off + q.length] = g.reshape(-1)[
+                    q.param_off : q.param_off + q.length
+                ]
+        return buf.view(rows, blk)
+
+    def backward(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:
+        proj = self.proj
+        dev = x.device
+        acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=dev)
+        if lam is None:
+            for c in self.chunks:
+                acc += proj.transpose_rows(self._assemble(c, grads, own=False), c.b0, c.b1).sum(0)
+            return proj.finish(acc), None
+        prep = proj.prepare(x)
+        glam = torch.zeros(self.m + 1, dtype=torch.float32, device=dev)
+        lam_ext = torch.cat([lam.float(), lam.new_zeros(1, dtype=torch.float32)])
+        blk = proj.block
+        for i, c in enumerate(self.chunks):
+            g = self._assemble(c, grads, own=bool(c.mixed))
+            mixed_rows = g[c.mixed].clone() if c.mixed else None
+            if c.mixed:
+                g[c.mixed] = 0
+            t = proj.transpose_rows(g, c.b0, c.b1)
+            rows = self._rows(i, dev)
+            glam.index_add_(0, rows, t @ prep)
+            acc += lam_ext[rows] @ t
+            for k, r in enumerate(c.mixed):
+                gr = mixed_rows[k]
+                lo, hi = r * blk, (r + 1) * blk
+                weights = torch.zeros(blk, dtype=torch.float32, device=dev)
+                w = proj.forward_rows(prep, c.b0 + r, c.b0 + r + 1)[0]
+                for q in c.pieces:
+                    a, b = max(q.chunk_off, lo), min(q.chunk_off + q.length, hi)
+                    if a < b:
+                        weights[a - lo : b - lo] = lam_ext[q.group]
+                        glam[q.group] += torch.dot(gr[a - lo : b - lo], w[a - lo : b - lo])
+                acc += proj.transpose_rows((gr * weights)[None], c.b0 + r, c.b0 + r + 1)[0]
+        return proj.finish(acc), glam[: self.m]
+
+
+class _MaterializeFn(torch.autograd.Function):
+    """(theta_{d-m}, lambda) -> one tensor per projected parameter: theta0 + lambda * P x."""
+
+    @staticmethod
+    def forward(ctx, x, lam, plan: _Plan):  # type: ignore[override]
+        said = lam.numel() > 0
+        ctx.plan = plan
+        ctx.said = said
+        ctx.save_for_backward(x, lam)
+        flat = torch.empty(plan.D, dtype=plan.dtype, device=x.device)
+        plan.compute(x.detach().float(), lam.detach() if said else None, flat)
+        return tuple(plan.views(flat))
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        x, lam = ctx.saved_tensors
+        gx, glam = ctx.plan.backward(x.detach(), lam.detach() if ctx.said else None, grads)
+        if not ctx.needs_input_grad[1]:
+            glam = None
+        return gx.to(x.dtype), glam, None
+
+
+class SubspaceModel(nn.Module):
+    """A model trained through theta_d. Build it with `wrap`."""
+
+    def __init__(self, model: nn.Module, config: SubspaceConfig) -> None:
+        super().__init__()
+        if not isinstance(config, SubspaceConfig):
+            raise TypeError("config must be a SubspaceConfig")
+        object.__setattr__(self, "_base", model)  # not a submodule: see the module docstring
+        self.config = config
+        named = list(model.named_parameters())  # tied parameters appear once
+        if not named:
+            raise UserError("the model has no parameters to reparameterise")
+        all_names = [n for n, _ in named]
+        head = _head_names(model, all_names, config.head_prefixes)
+        if config.head_prefixes and not head:
+            raise UserError(f"head_prefixes {config.head_prefixes} match no parameter of the model")
+        _seed_head(model, head, config.seed)
+        direct = head if config.head == "direct" else set()
+        if config.head == "direct" and not direct:
+            raise UserError(
+                "head='direct' but no classification head was found; pass head_prefixes"
+            )
+        projected = [(n, p) for n, p in named if n not in direct]
+        if not projected:
+            raise UserError("every parameter is in the head; nothing is left to project")
+        dtypes = {p.dtype for _, p in projected}
+        if len(dtypes) > 1:
+            raise UserError(
+                f"the model mixes parameter dtypes {sorted(map(str, dtypes))}; cast it to one dtype"
+            )
+        self.param_names = [n for n, _ in projected]
+        self.head_names = sorted(head)
+        self.body_names = [n for n in all_names if n not in head]
+        if config.method == "said":
+            keys = (
+                self.param_names
+                if config.lambda_per == "tensor"
+                else [layer_of(n) for n in self.param_names]
+            )
+            order = list(dict.fromkeys(keys))
+            self.layers = order
+            groups = [order.index(k) for k in keys]
+        else:
+            self.layers = []
+            groups = [0] * len(projected)
+        self.m = len(self.layers)
+        self.D = sum(p.numel() for _, p in projected)
+        if config.d > self.D:
+            raise UserError(
+                f"subspace dimension d={config.d} exceeds the number of parameters D={self.D}"
+            )
+        if config.d <= self.m:
+            raise UserError(
+                f"SAID needs d > m: d={config.d} leaves no projected coordinates after the "
+                f"m={self.m} per-layer lambdas; raise d or use lambda_per=layer / method=did"
+            )
+        self.projection = build_projection(
+            config.projection, self.D, config.d - self.m, config.seed
+        )
+        device = projected[0][1].device
+        self.projection.to(device)
+        self.theta_d = nn.Parameter(torch.zeros(config.d, device=device))
+        self.head_params = nn.ParameterList(
+            [nn.Parameter(p.detach().clone()) for n, p in named if n in direct]
+        )
+        self._direct_names = [n for n, _ in named if n in direct]
+        self._plan = _Plan([p for _, p in projected], groups, self.m, self.projection)
+        self._cache: tuple[Any, dict[str, torch.Tensor]] | None = None
+
+    # -- nn.Module plumbing ----------------------------------------------------------------------
+    @property
+    def base(self) -> nn.Module:
+        return self._base
+
+    def _apply(self, fn, recurse=True):
+        self._base._apply(fn)
+        self._cache = None
+        self._plan._row_groups = {}
+        return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):
+        self._base.train(mode)
+        return super().train(mode)
+
+    @property
+    def extra_trainable(self) -> int:
+        """Numbers trained outside theta_d (the head, when head='direct')."""
+        return sum(p.numel() for p in self.head_params)
+
+    def describe(self) -> str:
+        c = self.config
+        s = f"{c.method.upper()} d={c.d} (projected {c.d - self.m}"
+        s += f", {self.m} lambdas)" if self.m else ")"
+        s += f" over D={self.D:,} with {c.projection}, seed {c.seed}"
+        if self.extra_trainable:
+            s += f"; head trained directly: +{self.extra_trainable:,}"
+        return s
+
+    # -- theta -----------------------------------------------------------------------------------
+    def _split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.config.d - self.m
+        x = self.theta_d[:n]
+        lam = 1.0 + self.theta_d[n:]  # empty for DID
+        return x, lam
+
+    @torch.compiler.disable
+    def parameters_for_forward(self) -> dict[str, torch.Tensor]:
+        """The tensors functional_call runs the model with: theta for every projected parameter."""
+        tracking = torch.is_grad_enabled() and self.theta_d.requires_grad
+        if tracking:
+            x, lam = self._split()
+            thetas = _MaterializeFn.apply(x, lam, self._plan)
+            params = dict(zip(self.param_names, thetas, strict=True))
+        else:
+            # Evaluation: theta only changes when theta_d does, so it is built once per version.
+            key = (self.theta_d._version, self.theta_d.data_ptr(), self.theta_d.device)
+            if self._cache is None or self._cache[0] != key:
+                self._cache = None  # free the old buffer before allocating the new one
+                with torch.no_grad():
+                    x, lam = self._split()
+                    flat = torch.empty(self._plan.D, dtype=self._plan.dtype, device=x.device)
+                    self._plan.compute(x.float(), lam if self.m else None, flat)
+                views = dict(zip(self.param_names, self._plan.views(flat), strict=True))
+                self._cache = (key, views)
+            params = dict(self._cache[1])
+        for n, p in zip(self._direct_names, self.head_params, strict=True):
+            params[n] = p
+        return params
+
+    def forward(self, *args, **kwargs):
+        return functional_call(self._base, self.parameters_for_forward(), args, kwargs)
+
+    def merged_state_dict(self) -> dict[str, torch.Tensor]:
+        """theta itself (detached), e.g. to save a merged model with save_pretrained."""
+        with torch.no_grad():
+            return {n: t.detach().clone() for n, t in self.parameters_for_forward().items()}
+
+    # -- tasks -----------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A hash of the body weights (all but the seeded head): what theta_d is relative to."""
+        h = hashlib.blake2b(digest_size=16)
+        params = dict(self._base.named_parameters())
+        for name in self.body_names:
+            t = params[name].detach().cpu().contiguous().reshape(-1)
+            h.update(f"{name}:{tuple(params[name].shape)}:{t.dtype};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def save_task(self, path) -> None:
+        from intdim.task_file import save_task
+
+        save_task(self, path)
+
+
+def _seed_head(model: nn.Module, head: set[str], seed: int) -> None:
+    """Re-draw the head's initial weights from `seed` on the CPU (device-independent)."""
+    if not head:
+        return
+    std = float(getattr(getattr(model, "config", None), "initializer_range", 0.02) or 0.02)
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)  # apart from P's stream
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name not in head:
+                continue
+            if p.dim() >= 2:
+                value = torch.randn(p.shape, generator=gen, dtype=torch.float32) * std
+            elif name.endswith("bias"):
+                value = torch.zeros(p.shape)
+            else:  # 1-D scale (a norm's weight)
+                value = torch.ones(p.shape)
+            p.copy_(value.to(p.dtype))
+
+
+def wrap(model: nn.Module, config: SubspaceConfig) -> SubspaceModel:
+    """Reparameterise `model` so that exactly `config.d` numbers are trained."""
+    return SubspaceModel(model, config)

@@ -1,0 +1,1 @@
+"""Stage 1: corpus -> tokenizer -> packed shards -> masked-LM training -> checkpoints."""

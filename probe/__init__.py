@@ -1,0 +1,1 @@
+"""Stage 2: checkpoint x task -> full fine-tune -> d90 search -> records -> plots."""
