@@ -50,8 +50,10 @@ def load_config(
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         where = f" in {path}" if path is not None else ""
+        key = getattr(e, "full_key", None)
+        key = f"{key}: " if key else ""
         raise UserError(
-            f"bad config{where}: {_one_line(e)} (valid top-level keys: {_fields(schema)})"
+            f"bad config{where}: {key}{_one_line(e)} (valid top-level keys: {_fields(schema)})"
         ) from None
     except (TypeError, ValueError) as e:  # raised by a schema's __post_init__
         if isinstance(e, UserError):

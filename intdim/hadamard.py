@@ -90,24 +90,31 @@ def _ieee_fp32(device: torch.device) -> Iterator[None]:
             matmul.allow_tf32 = old
 
 
-def _transform_rows(x: torch.Tensor, radices: list[int], out: torch.Tensor) -> None:
-    """out[...] = x @ H_n for a 2-D chunk x of shape (rows, n); x and out are float32/64."""
+def _transform_rows(x: torch.Tensor, radices: list[int], out: torch.Tensor, scale: float) -> None:
+    """out = scale * x @ H_n for a 2-D chunk x of shape (rows, n); float32/64; out may alias x."""
     rows, n = x.shape
     y = x
     after = n
-    for r in radices:
+    last = len(radices) - 1
+    for i, r in enumerate(radices):
         after //= r
         h = _factor(r, y.dtype, y.device)
+        if i == 0 and scale != 1.0:
+            h = h * scale  # fold the scale into a 16x16 factor: no extra pass over the data
+        # The last factor writes straight into `out` (earlier ones read x, so aliasing is safe).
+        dst = out if i == last and last > 0 else None
         if after == 1:
-            y = torch.mm(y.reshape(-1, r), h)
+            y = torch.mm(y.reshape(-1, r), h, out=None if dst is None else dst.view(-1, r))
         else:
             # (rows * before, r, after): multiply the middle axis by H_r (symmetric).
-            y = torch.matmul(h, y.reshape(-1, r, after))
-    out.copy_(y.reshape(rows, n))
+            res = None if dst is None else dst.view(-1, r, after)
+            y = torch.matmul(h, y.reshape(-1, r, after), out=res)
+    if last == 0:
+        out.copy_(y.reshape(rows, n))
 
 
-def fwht_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The transform without autograd. `out` may alias `x`."""
+def fwht_(x: torch.Tensor, out: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+    """The transform without autograd, times `scale`. `out` may alias `x`."""
     n = x.shape[-1]
     _check_length(n)
     compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
@@ -117,7 +124,7 @@ def fwht_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     out2d = out.view(-1, n)
     radices = _radices(n)
     if not radices:
-        out2d.copy_(rows2d)
+        out2d.copy_(rows2d * scale)
         return out
     step = max(1, _CHUNK_ELEMS // n)
     with _ieee_fp32(x.device):
@@ -126,10 +133,10 @@ def fwht_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
             if chunk.dtype != compute:
                 chunk = chunk.to(compute)
             if out2d.dtype == compute:
-                _transform_rows(chunk, radices, out2d[i : i + step])
+                _transform_rows(chunk, radices, out2d[i : i + step], scale)
             else:
                 tmp = torch.empty_like(chunk)
-                _transform_rows(chunk, radices, tmp)
+                _transform_rows(chunk, radices, tmp, scale)
                 out2d[i : i + step].copy_(tmp)
     return out
 

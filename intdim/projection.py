@@ -68,7 +68,10 @@ class Projection(nn.Module):
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward_rows(self, prep: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+    def forward_rows(
+        self, prep: torch.Tensor, b0: int, b1: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rows of P x for blocks b0..b1 as (b1-b0, block); written into flat `out` if given."""
         raise NotImplementedError
 
     def transpose_rows(self, g: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
@@ -129,20 +132,24 @@ class _ProjectFn(torch.autograd.Function):
         step = proj.rows_per_chunk()
         for b0 in range(0, proj.n_blocks, step):
             b1 = min(b0 + step, proj.n_blocks)
-            out[b0 * proj.block : b1 * proj.block] = proj.forward_rows(prep, b0, b1).reshape(-1)
+            proj.forward_rows(prep, b0, b1, out=out[b0 * proj.block : b1 * proj.block])
         return out[: proj.D]
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         proj: Projection = ctx.proj
-        padded = torch.zeros(proj.n_blocks * proj.block, dtype=torch.float32, device=g.device)
-        padded[: proj.D] = g
-        rows = padded.view(proj.n_blocks, proj.block)
+        g = g.contiguous().float()
+        blk, full = proj.block, proj.D // proj.block
+        rows = g[: full * blk].view(full, blk)
         acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=g.device)
         step = proj.rows_per_chunk()
-        for b0 in range(0, proj.n_blocks, step):
-            b1 = min(b0 + step, proj.n_blocks)
+        for b0 in range(0, full, step):
+            b1 = min(b0 + step, full)
             acc += proj.transpose_rows(rows[b0:b1], b0, b1).sum(0)
+        if full < proj.n_blocks:  # the truncated last block, zero-padded
+            last = torch.zeros(1, blk, dtype=torch.float32, device=g.device)
+            last[0, : proj.D - full * blk] = g[full * blk :]
+            acc += proj.transpose_rows(last, full, full + 1)[0]
         return proj.finish(acc), None
 
 
@@ -184,9 +191,14 @@ class FastfoodProjection(Projection):
         padded[: self.d] = x.float()
         return fwht_(padded * self.B) * self.G
 
-    def forward_rows(self, prep: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
-        z = prep[self.perm[b0:b1].int()]  # Pi_i y' for each block: a gather from LL floats
-        return fwht_(z, out=z).mul_(self.scale)
+    def forward_rows(self, prep, b0, b1, out=None):
+        rows = b1 - b0
+        z = None if out is None else out.view(rows, self.block)
+        # Pi_i y' for each block: a gather from LL floats (cache-resident), then H, in place.
+        idx = self.perm[b0:b1].int().view(-1)
+        z = torch.index_select(prep, 0, idx, out=None if z is None else z.view(-1))
+        z = z.view(rows, self.block)
+        return fwht_(z, out=z, scale=self.scale)
 
     def _row_offsets(self, rows: int, device: torch.device) -> torch.Tensor:
         key = (rows, device)
@@ -199,10 +211,9 @@ class FastfoodProjection(Projection):
 
     def transpose_rows(self, g: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
         """Pi_i^T H (s g_i) for each block i: the per-block terms of P^T g before G H B."""
-        v = fwht_(g.float().contiguous())
+        v = fwht_(g.float().contiguous(), scale=self.scale)
         idx = self.inv[b0:b1].int() + self._row_offsets(b1 - b0, v.device)
-        t = torch.index_select(v.view(-1), 0, idx.view(-1)).view(b1 - b0, self.block)
-        return t.mul_(self.scale)
+        return torch.index_select(v.view(-1), 0, idx.view(-1)).view(b1 - b0, self.block)
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
         return (fwht_(acc * self.G) * self.B)[: self.d]
@@ -248,9 +259,12 @@ class DenseProjection(_RowMatrixProjection):
         m /= m[:D].norm(dim=0, keepdim=True)
         self.register_buffer("P", m, persistent=False)
 
-    def forward_rows(self, prep, b0, b1):
+    def forward_rows(self, prep, b0, b1, out=None):
         rows = self.P[b0 * self.block : b1 * self.block]
-        return (rows @ prep).view(b1 - b0, self.block)
+        res = (rows @ prep).view(b1 - b0, self.block)
+        if out is not None:
+            out.view_as(res).copy_(res)
+        return res
 
     def transpose_rows(self, g, b0, b1):
         rows = self.P[b0 * self.block : b1 * self.block].view(b1 - b0, self.block, self.d)
@@ -291,10 +305,11 @@ class SparseProjection(_RowMatrixProjection):
     def _entries(self, b0: int, b1: int) -> slice:
         return slice(int(self.start[b0]), int(self.start[b1]))
 
-    def forward_rows(self, prep, b0, b1):
+    def forward_rows(self, prep, b0, b1, out=None):
         e = self._entries(b0, b1)
-        out = torch.zeros((b1 - b0) * self.block, dtype=torch.float32, device=prep.device)
-        out.index_add_(0, self.row[e] - b0 * self.block, self.val[e] * prep[self.col[e]])
+        if out is None:
+            out = torch.empty((b1 - b0) * self.block, dtype=torch.float32, device=prep.device)
+        out.zero_().index_add_(0, self.row[e] - b0 * self.block, self.val[e] * prep[self.col[e]])
         return out.view(b1 - b0, self.block)
 
     def transpose_rows(self, g, b0, b1):

@@ -136,7 +136,6 @@ class _Plan:
         for s in self.sizes:
             self.offsets.append(self.offsets[-1] + s)
         self.D = self.offsets[-1]
-        self.dtype = params[0].dtype
         blk, step = proj.block, proj.rows_per_chunk()
         self.chunks: list[_Chunk] = []
         p = 0
@@ -163,6 +162,10 @@ class _Plan:
                     rows.append(gs.pop() if gs else m)
             self.chunks.append(_Chunk(b0, b1, start, pieces, rows, mixed))
         self._row_groups: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    @property
+    def dtype(self) -> torch.dtype:  # read live: .to(dtype) on the wrapper changes it
+        return self.params[0].dtype
 
     def _rows(self, i: int, device: torch.device) -> torch.Tensor:
         key = (i, device)

@@ -1,0 +1,167 @@
+"""SAID (and DID) training step against a full fine-tuning step with AdamW, same model and batch.
+
+    python benchmarks/bench_subspace_step.py                       # CPU: RoBERTa 6x256, 16 x 128
+    python benchmarks/bench_subspace_step.py --preset base --device cuda   # RoBERTa-base, bf16
+
+Goals (issue "Foundation and the intdim core"): SAID step / full step <= 1.25x on CPU for the
+small RoBERTa, <= 1.1x for RoBERTa-base on a GPU; peak memory of SAID below full fine-tuning.
+Steps are timed interleaved (full, SAID, full, SAID, ...) so machine noise hits both alike. Peak
+memory is measured in a fresh subprocess per mode: peak RSS on CPU, max_memory_allocated on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import interleaved, machine  # noqa: E402
+from intdim import SubspaceConfig, wrap  # noqa: E402
+
+PRESETS = {
+    "small": dict(
+        hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024
+    ),
+    "base": dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+    ),
+}
+
+
+def build(preset: str, device: str):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = RobertaConfig(
+        vocab_size=50265,
+        max_position_embeddings=514,
+        num_labels=2,
+        attn_implementation="sdpa",
+        **PRESETS[preset],
+    )
+    return RobertaForSequenceClassification(cfg).to(device)
+
+
+def make_batch(args, device):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 50265, (args.batch, args.seq), generator=g)
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones_like(ids).to(device),
+        "labels": torch.randint(0, 2, (args.batch,), generator=g).to(device),
+    }
+
+
+def stepper(module, params, batch, device, lr):
+    opt = torch.optim.AdamW(params, lr=lr)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device == "cuda"
+        else contextlib.nullcontext()
+    )
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = module(**batch).loss
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def setup(mode: str, args):
+    model = build(args.preset, args.device)
+    if mode == "full":
+        return stepper(model, model.parameters(), make_batch(args, args.device), args.device, 1e-5)
+    sub = wrap(model, SubspaceConfig(d=args.d, method=mode, seed=0))
+    return stepper(sub, sub.parameters(), make_batch(args, args.device), args.device, 1e-3)
+
+
+def peak_memory(mode: str, args) -> int:
+    """Run 3 steps of `mode` in a fresh process; return its peak memory in bytes."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_memory",
+        mode,
+        "--preset",
+        args.preset,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--d",
+        str(args.d),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak"]
+
+
+def _memory_child(mode: str, args) -> None:
+    step = setup(mode, args)
+    step()  # the first step allocates optimizer state: it belongs to the measurement
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        # Reset the peak-RSS mark so model construction (HF init temporaries) is not counted.
+        Path("/proc/self/clear_refs").write_text("5")
+    for _ in range(3):
+        step()
+    if args.device == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = _vm_hwm()
+    print(json.dumps({"peak": peak}))
+
+
+def _vm_hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--d", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._memory:
+        _memory_child(args._memory, args)
+        return
+    steps = {mode: setup(mode, args) for mode in ("full", "said", "did")}
+    times = interleaved(steps, repeat=args.repeat, device=args.device)
+    n = sum(p.numel() for p in build(args.preset, "cpu").parameters())
+    print(f"machine: {machine()}")
+    print(
+        f"RoBERTa {args.preset} (D={n:,}), batch {args.batch} x {args.seq}, d={args.d}, "
+        f"device {args.device}"
+    )
+    for mode, t in times.items():
+        print(f"  {mode:>4} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
+    if not args.no_memory:
+        mem = {mode: peak_memory(mode, args) for mode in ("full", "said")}
+        kind = "max_memory_allocated" if args.device == "cuda" else "peak RSS"
+        for mode, b in mem.items():
+            print(f"  {mode:>4} {kind}: {b / 2**20:8.0f} MiB = {b / mem['full']:.3f}x full")
+
+
+if __name__ == "__main__":
+    main()

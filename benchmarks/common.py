@@ -1,0 +1,60 @@
+"""Small shared helpers for the benchmark scripts: timing and a description of the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    s = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        s += f", GPU {torch.cuda.get_device_name()}"
+    return s
+
+
+def sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, device="cpu") -> float:
+    """Best wall time of `repeat` calls after `warmup` calls (seconds)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5, device="cpu") -> dict:
+    """Best time of each function, measured in alternation so machine noise hits all alike."""
+    for fn in fns.values():
+        fn()
+    sync(device)
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best

@@ -1,0 +1,46 @@
+"""The `intdim` command. It only parses arguments and hands off to a stage's entry point.
+
+Stages are imported lazily, inside their subcommand, so `intdim` (the core) imports neither
+`pretrain` nor `probe`. Bad input raises `UserError`; it is printed as one `error:` line and the
+command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from intdim.errors import UserError
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from intdim.demo import main
+
+    return main()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intdim",
+        description="Intrinsic dimension (d90) of fine-tuning, measured while a model pretrains.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", help="a small model tuned in subspaces of several sizes (CPU)")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
