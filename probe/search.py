@@ -493,6 +493,16 @@ def plan_next(
     return state.result if state.result is not None else list(state.pending)
 
 
+def full_state(
+    records: Iterable[Record], cfg: SearchConfig, checkpoint: str, task: str
+) -> SearchState:
+    """Full fine-tuning alone (shared by the DID and SAID searches of a checkpoint and task):
+    the full runs still needed, or a terminal verdict, plus the full metric and threshold."""
+    key = SearchKey(checkpoint, task)
+    specs, verdict, full, threshold = _full_phase(_Index(records, key, cfg.seed), cfg, key)
+    return SearchState(tuple(specs), verdict, None, None, full, threshold, 0)
+
+
 def threshold_for(records: Iterable[Record], cfg: SearchConfig, key: SearchKey) -> float | None:
     """The early-stopping target for subspace runs of `key`, once full fine-tuning is done."""
     return search_state(records, cfg, key).threshold
