@@ -211,14 +211,20 @@ def _nearest(d: int, candidates: Iterable[int]) -> int | None:
 
 
 def best_lrs(records: Iterable[Record], key: SearchKey, seed: int = 0) -> dict[int, float]:
-    """d -> the best LR there, from finished records of `key` (e.g. a sweep), for `lr_hints`."""
+    """d -> the best LR there, for `lr_hints`: from a sweep, or the search of an earlier
+    checkpoint (the paper reuses the LRs found in its section 4). Only points where two or
+    more LRs finished count: elsewhere no LR was chosen (a fixed or reused LR)."""
     by_d: dict[int, list[Record]] = {}
     for r in records:
         if (r.checkpoint, r.task, r.method, r.seed) == (key.checkpoint, key.task, key.method, seed):
             by_d.setdefault(r.d, []).append(r)  # type: ignore[arg-type]
     out = {}
     for d, recs in by_d.items():
-        best = _best(recs, None)
+        if len({r.lr for r in recs}) < 2:
+            continue
+        # early-stopped runs carry their target: reaching it fastest is what "best" means then
+        targets = [r.stop_at for r in recs if r.stop_at is not None]
+        best = _best(recs, max(targets) if targets else None)
         if best is not None:
             out[d] = best.lr
     return out

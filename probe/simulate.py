@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from probe.records import Record
@@ -136,13 +136,14 @@ def drive(
     records: list[Record] | None = None,
     on_round: Callable[[list[RunSpec], list[Record]], None] | None = None,
     max_rounds: int = 200,
+    lr_hints: Mapping[int, float] | None = None,
 ) -> Outcome:
     """Run the search to the end: plan, run every proposed run, plan again."""
     steps = steps or StepModel()
     records = list(records or [])
     rounds = 0
     while True:
-        todo = plan_next(records, cfg, key)
+        todo = plan_next(records, cfg, key, lr_hints)
         if isinstance(todo, SearchResult):
             sub = [r for r in records if r.method != "full"]
             return Outcome(todo, records, rounds, sum(r.steps for r in sub), len(sub))

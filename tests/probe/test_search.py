@@ -461,3 +461,16 @@ def test_search_config_file_loads():
 def test_search_key_rejects_full():
     with pytest.raises(UserError, match="did or said"):
         SearchKey("c", "t", "full")
+
+
+def test_hints_from_an_earlier_checkpoint_skip_the_grid():
+    cfg = SearchConfig()
+    earlier = SearchKey("checkpoint_10000", KEY.task, KEY.method)
+    curve = Curve(d_star=900, best_lr=3e-3, lr_penalty=0.02)
+    first = drive(cfg, earlier, curve)
+    hints = best_lrs(first.records, earlier)
+    # only the grid point chose an LR; fixed-LR and reused-LR points are not hints
+    assert hints == {1414: 3e-3}
+    later = drive(cfg, KEY, curve, lr_hints=hints)
+    assert all(len(lrs) == 1 for lrs in lrs_by_d(later.records).values())
+    assert later.result.d90 == first.result.d90 and later.steps < first.steps
