@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from intdim.errors import UserError
-from intdim.hadamard import fwht_
+from intdim.hadamard import chunk_elems, fwht_
 from intdim.registry import Registry
 
 PROJECTIONS: Registry[type[Projection]] = Registry("projection")
@@ -85,8 +85,8 @@ class Projection(nn.Module):
 
     # -- conveniences --------------------------------------------------------------------------
     def rows_per_chunk(self) -> int:
-        """How many blocks to process at once so a chunk of rows is ~2 MB of float32."""
-        return max(1, (1 << 19) // self.block)
+        """How many blocks to process at once: ~2 MB of float32 on CPU (cache), more on GPU."""
+        return max(1, chunk_elems(self._device()) // self.block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """P x as a flat float32 vector of length D, differentiable in x."""

@@ -129,6 +129,7 @@ class _Plan:
 
     def __init__(self, params: list[nn.Parameter], groups: list[int], m: int, proj: Projection):
         self.params = params
+        self.groups = groups
         self.m = m
         self.proj = proj
         self.sizes = [p.numel() for p in params]
@@ -357,8 +358,11 @@ class SubspaceModel(nn.Module):
     def _apply(self, fn, recurse=True):
         self._base._apply(fn)
         self._cache = None
-        self._plan._row_groups = {}
-        return super()._apply(fn, recurse)
+        super()._apply(fn, recurse)
+        # Chunk sizes depend on the device (cache blocking on CPU, few launches on GPU).
+        plan = self._plan
+        self._plan = _Plan(plan.params, plan.groups, plan.m, self.projection)
+        return self
 
     def train(self, mode: bool = True):
         self._base.train(mode)

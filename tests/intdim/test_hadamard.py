@@ -4,7 +4,7 @@ import torch
 from intdim.hadamard import fwht, fwht_, hadamard_matrix
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 16, 32, 64, 512, 1024, 4096, 8192])
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16, 32, 64, 128, 512, 1024, 2048, 4096, 8192, 1 << 15])
 def test_equals_dense_hadamard(n):
     x = torch.randn(3, n, dtype=torch.float64)
     expected = x @ hadamard_matrix(n, torch.float64)
