@@ -149,6 +149,7 @@ class PretrainConfig:
     precision: str = "bf16"  # bf16 autocast (GPU only; CPU always runs fp32) | fp32
     compile: bool = False
     tensorboard: bool = True
+    num_threads: int = 0  # CPU threads per process for torch; 0 keeps torch's default
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -167,5 +168,7 @@ class PretrainConfig:
             raise UserError(f"unknown precision {self.precision!r}; choose bf16 or fp32")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
+        if self.num_threads < 0:
+            raise UserError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.log_interval < 1:
             raise UserError(f"log_interval must be >= 1, got {self.log_interval}")
