@@ -111,3 +111,16 @@ def test_block_stream_is_a_permutation_per_epoch_and_resumes_exactly():
     assert sorted(epoch0) == list(range(10)) and [e for e, _ in first[20:]] == [2] * 5
     resumed = BlockStream(10, seed=3, consumed=7)
     assert resumed.take(18) == first[7:]
+
+
+def test_sentencepiece_tokenizer_trains_and_reloads(corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    c = resolve_corpus(DataConfig(corpus=str(corpus)))
+    cfg = TokenizerConfig(kind="sentencepiece", vocab_size=120)
+    tok = build_tokenizer(cfg, c.lines, c.fingerprint(), tmp_path, 64)
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id) == (0, 1, 2)
+    again = AutoTokenizer.from_pretrained(next((tmp_path / "tokenizers").iterdir()))
+    text = "The cat eats the apple."
+    assert again(text)["input_ids"] == tok(text)["input_ids"]
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]).strip() == text
