@@ -134,8 +134,9 @@ def bench_hf(args, run_dir: str, mode: str) -> tuple[float, float]:
         disable_tqdm=True,
     )  # fmt: skip
     trainer = Trainer(
-        model=model, args=targs, train_dataset=examples, data_collator=counting_collator
-    )
+        model=model, args=targs, train_dataset=examples, data_collator=counting_collator,
+        callbacks=[Clock()],
+    )  # fmt: skip
     trainer.train()
     w = args.warmup
     tokens = sum(seen[w : w + args.steps])
