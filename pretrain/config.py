@@ -1,0 +1,174 @@
+"""The pretrain stage's config schema: typed dataclasses, filled from YAML by `load_config`.
+
+    cfg = load_config(PretrainConfig, "configs/pretrain/tiny.yaml", ["max_updates=30"])
+
+Names follow fairseq where fairseq has one (max_updates, save_interval_updates, update_freq,
+tokens_per_sample, warmup_updates, clip_norm) so a reader of the RoBERTa recipe finds them.
+Validation that needs no files happens here, in `__post_init__`, so a bad value fails at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from intdim.errors import UserError
+
+TOKENIZER_KINDS = ("bpe", "sentencepiece", "pretrained")
+MODEL_PRESETS = ("roberta_base", "roberta_tiny")
+PRECISIONS = ("bf16", "fp32")
+SUBSPACE_METHODS = ("did", "said")
+
+
+@dataclass
+class DataConfig:
+    # A file, a directory, a glob, several of these separated by commas, "demo" (a synthetic
+    # corpus generated on the spot) or "hf:<dataset>[:<subset>]" (read through `datasets`).
+    corpus: str = ""
+    hf_split: str = "train"
+    text_field: str = "text"
+    # Binarised shards and trained tokenizers land here, keyed by a hash of corpus + tokenizer.
+    cache_dir: str = ".cache/intdim/pretrain"
+    tokens_per_sample: int = 512
+    valid_fraction: float = 0.01  # of documents, chosen by a seeded hash of the document index
+    max_valid_blocks: int = 256  # validation loss is computed over at most this many blocks
+    shard_tokens: int = 100_000_000  # tokens per memory-mapped shard file
+    demo_documents: int = 400  # size of the "demo" corpus
+
+    def __post_init__(self) -> None:
+        if self.tokens_per_sample < 8:
+            raise UserError(f"data.tokens_per_sample must be >= 8, got {self.tokens_per_sample}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise UserError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.shard_tokens < 1024:
+            raise UserError(f"data.shard_tokens must be >= 1024, got {self.shard_tokens}")
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "bpe"  # bpe (byte-level, as RoBERTa) | sentencepiece (unigram) | pretrained
+    vocab_size: int = 50265
+    min_frequency: int = 2
+    name_or_path: str = ""  # kind=pretrained: a local directory or an already-cached hub id
+
+    def __post_init__(self) -> None:
+        if self.kind not in TOKENIZER_KINDS:
+            raise UserError(
+                f"unknown tokenizer.kind {self.kind!r}; choose one of: {', '.join(TOKENIZER_KINDS)}"
+            )
+        if self.kind == "pretrained" and not self.name_or_path:
+            raise UserError("tokenizer.kind=pretrained needs tokenizer.name_or_path")
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "roberta_base"  # roberta_base (12x768, 12 heads, 3072 FFN) | roberta_tiny
+    # 0 (or -1 for dropouts) keeps the preset's value.
+    num_layers: int = 0
+    hidden_size: int = 0
+    num_heads: int = 0
+    ffn_size: int = 0
+    dropout: float = -1.0
+    attention_dropout: float = -1.0
+    max_positions: int = 0  # RoBERTa: 514 = 512 tokens + padding_idx offset of 2
+
+    def __post_init__(self) -> None:
+        if self.preset not in MODEL_PRESETS:
+            raise UserError(
+                f"unknown model.preset {self.preset!r}; choose one of: {', '.join(MODEL_PRESETS)}"
+            )
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "mlm"  # see pretrain/objectives/ for the registry
+    mask_prob: float = 0.15
+    leave_unmasked_prob: float = 0.1
+    random_token_prob: float = 0.1
+    span_geometric_p: float = 0.2  # span: span lengths ~ Geometric(p), clipped to max_span
+    max_span: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob < 1.0:
+            raise UserError(f"objective.mask_prob must be in (0, 1), got {self.mask_prob}")
+        if (
+            self.leave_unmasked_prob + self.random_token_prob > 1.0
+            or min(self.leave_unmasked_prob, self.random_token_prob) < 0
+        ):
+            raise UserError(
+                "objective.leave_unmasked_prob and random_token_prob must be >= 0 and sum to <= 1"
+            )
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 6e-4  # peak learning rate, reached after warmup_updates
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_updates: int = 10000
+    clip_norm: float = 0.0  # 0: no clipping
+    batch_size: int = 16  # sequences per device per forward (fairseq --max-sentences)
+    update_freq: int = 1  # gradient accumulation
+    # When > 0, update_freq is derived: global_batch_size = batch_size x world x update_freq.
+    global_batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise UserError(f"optim.betas must have two values, got {list(self.betas)}")
+        if self.batch_size < 1 or self.update_freq < 1:
+            raise UserError("optim.batch_size and optim.update_freq must be >= 1")
+        if self.warmup_updates < 0 or self.lr <= 0:
+            raise UserError("optim.lr must be > 0 and optim.warmup_updates >= 0")
+
+
+@dataclass
+class SubspacePretrainConfig:
+    d: int = 0  # 0: ordinary pretraining; > 0: train only theta_d (intdim.subspace.wrap)
+    method: str = "said"
+    projection: str = "fastfood"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.d < 0:
+            raise UserError(f"subspace.d must be >= 0 (0 turns it off), got {self.d}")
+        if self.method not in SUBSPACE_METHODS:
+            raise UserError(f"unknown subspace.method {self.method!r}; choose did or said")
+
+
+@dataclass
+class PretrainConfig:
+    run_dir: str = "runs/pretrain"
+    seed: int = 1
+    max_updates: int = 125000
+    save_interval_updates: int = 10000
+    keep_last_optimizer_states: int = 2  # weights are kept for every checkpoint
+    save_initial_checkpoint: bool = True  # checkpoint_0: the random initialisation
+    validate_interval_updates: int = 0  # 0: at every save
+    log_interval: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "bf16"  # bf16 autocast (GPU only; CPU always runs fp32) | fp32
+    compile: bool = False
+    tensorboard: bool = True
+    num_threads: int = 0  # CPU threads per process for torch; 0 keeps torch's default
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    subspace: SubspacePretrainConfig = field(default_factory=SubspacePretrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_updates < 1:
+            raise UserError(f"max_updates must be >= 1, got {self.max_updates}")
+        if self.save_interval_updates < 1:
+            raise UserError(f"save_interval_updates must be >= 1, got {self.save_interval_updates}")
+        if self.keep_last_optimizer_states < 1:
+            raise UserError("keep_last_optimizer_states must be >= 1 (resume needs the last one)")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; choose bf16 or fp32")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
+        if self.num_threads < 0:
+            raise UserError(f"num_threads must be >= 0, got {self.num_threads}")
+        if self.log_interval < 1:
+            raise UserError(f"log_interval must be >= 1, got {self.log_interval}")

@@ -1,0 +1,117 @@
+"""The objective interface, shared batch assembly and the loss computed only where it counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from intdim.registry import Registry
+from pretrain.config import ObjectiveConfig
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) corrupted tokens, padded with <pad> to the longest block
+    attention_mask: torch.Tensor | None  # None when every block in the batch is full length
+    positions: torch.Tensor  # flat indices into B*L where the loss is taken
+    targets: torch.Tensor  # the original token at each of those positions
+    n_tokens: int  # real (non-pad) input tokens, for tokens/s
+
+    def to(self, device: torch.device) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(
+            move(self.input_ids),
+            move(self.attention_mask),
+            move(self.positions),
+            move(self.targets),
+            self.n_tokens,
+        )
+
+
+@dataclass
+class Vocab:
+    size: int
+    pad: int
+    mask: int
+    special_ids: list[int]
+
+
+class Objective:
+    """Subclasses implement `corrupt`; the batch layout and the loss are shared."""
+
+    def __init__(self, cfg: ObjectiveConfig, vocab: Vocab, seed: int) -> None:
+        self.cfg, self.vocab, self.seed = cfg, vocab, seed
+        # Random replacements are drawn uniformly from the non-special tokens (fairseq's weights).
+        ordinary = np.ones(vocab.size, dtype=bool)
+        ordinary[[i for i in vocab.special_ids if i < vocab.size]] = False
+        self._ordinary_ids = np.flatnonzero(ordinary)
+
+    def corrupt(
+        self, tokens: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(model input, boolean mask of the positions the loss is taken at)."""
+        raise NotImplementedError
+
+    def replace(self, tokens: np.ndarray, chosen: np.ndarray, rng: np.random.Generator):
+        """BERT's 80/10/10: of the chosen positions, leave_unmasked_prob stay, random_token_prob
+        get a random token, the rest become <mask>. Draws follow fairseq's MaskTokensDataset."""
+        sz = len(tokens)
+        out = tokens.copy()
+        p_rand, p_keep = self.cfg.random_token_prob, self.cfg.leave_unmasked_prob
+        masked = chosen.copy()
+        rand_mask = None
+        if p_rand + p_keep > 0:
+            rand_or_keep = chosen & (rng.random(sz) < p_rand + p_keep)
+            keep_share = p_keep / (p_rand + p_keep)
+            decision = rng.random(sz) < keep_share
+            keep = rand_or_keep & decision
+            rand_mask = rand_or_keep & ~decision
+            masked = chosen & ~keep & ~rand_mask
+        out[masked] = self.vocab.mask
+        if rand_mask is not None and rand_mask.any():
+            out[rand_mask] = rng.choice(self._ordinary_ids, int(rand_mask.sum()))
+        return out
+
+    def make_batch(self, blocks: list[np.ndarray], keys: list[tuple[int, int]]) -> Batch:
+        """Corrupt each block with its own seeded generator and lay the batch out."""
+        length = max(len(b) for b in blocks)
+        ids = np.full((len(blocks), length), self.vocab.pad, dtype=np.int64)
+        chosen = np.zeros((len(blocks), length), dtype=bool)
+        for r, (block, (epoch, index)) in enumerate(zip(blocks, keys, strict=True)):
+            rng = np.random.default_rng([self.seed, epoch, index])
+            x, c = self.corrupt(block, rng)
+            ids[r, : len(block)] = x
+            chosen[r, : len(block)] = c
+        flat = np.flatnonzero(chosen)
+        originals = np.full((len(blocks), length), self.vocab.pad, dtype=np.int64)
+        for r, block in enumerate(blocks):
+            originals[r, : len(block)] = block
+        full = all(len(b) == length for b in blocks)
+        attn = None
+        if not full:
+            attn = torch.zeros(len(blocks), length, dtype=torch.long)
+            for r, block in enumerate(blocks):
+                attn[r, : len(block)] = 1
+        return Batch(
+            input_ids=torch.from_numpy(ids),
+            attention_mask=attn,
+            positions=torch.from_numpy(flat),
+            targets=torch.from_numpy(originals.reshape(-1)[flat]),
+            n_tokens=int(sum(len(b) for b in blocks)),
+        )
+
+    def loss(self, model, batch: Batch) -> torch.Tensor:
+        """The summed cross-entropy at the batch's target positions. `model` is a
+        `pretrain.model.MaskedLM` (or the subspace wrapper around one, called the same way):
+        it runs the LM head only at those positions, which is where most of the saving is."""
+        logits = model(batch.input_ids, batch.attention_mask, batch.positions)
+        return F.cross_entropy(logits.float(), batch.targets, reduction="sum")
+
+
+def build_objective(cfg: ObjectiveConfig, vocab: Vocab, seed: int) -> Objective:
+    return OBJECTIVES.get(cfg.name)(cfg, vocab, seed)

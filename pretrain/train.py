@@ -1,0 +1,453 @@
+"""The pretrain stage: `main(cfg)` = setup (data, model, optimizer, resume) / run / cleanup.
+
+An update is fairseq's: update_freq micro-batches of batch_size blocks on each of the world's
+processes, so one update sees batch_size x world x update_freq blocks. The loss is the summed
+cross-entropy at the scored positions divided by their count over the *whole* update (every
+process and micro-batch), as fairseq normalises by sample_size, which makes one process with a
+batch of 8 and two processes with 4 each take the same step.
+
+Exactness on resume: the data order is one integer (blocks consumed), each block's masking is
+seeded by (seed, epoch, block), dropout is re-seeded from (seed, update, micro-batch, rank) before
+every forward, and optimizer, scheduler and RNG states are restored from the checkpoint. A run
+killed after a checkpoint and started again logs the same per-update losses (train_log.jsonl).
+SIGTERM and SIGUSR2 make the run write a checkpoint at the end of the current update and return
+without writing DONE (SLURM requeue then reruns the same command, which resumes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from intdim.config import to_yaml
+from intdim.errors import UserError
+from intdim.io import atomic_write_json, atomic_write_text
+from pretrain import checkpoint as ckpt
+from pretrain import distributed
+from pretrain.config import PretrainConfig
+from pretrain.data import BlockStream, PackedBlocks, binarize, resolve_corpus
+from pretrain.model import MaskedLM, build_model
+from pretrain.objectives import Objective, build_objective
+from pretrain.objectives.base import Vocab
+from pretrain.tokenizer import build_tokenizer, check_vocab_size
+
+log = logging.getLogger("pretrain")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+# Fault injection for tests: "SIGKILL@15" (or SIGTERM@15, SIGUSR2@15) signals this process
+# right after update 15.
+FAULT_ENV = "INTDIM_PRETRAIN_FAULT"
+
+
+def lr_factor(updates_done: int, warmup: int, total: int) -> float:
+    """Share of the peak LR used by the update after `updates_done` updates (fairseq's
+    polynomial_decay with power 1 and end LR 0): linear warmup over `warmup` updates (the first
+    update uses 1/warmup, as fairseq), then linear decay reaching 0 at `total`."""
+    n = updates_done
+    if warmup > 0 and n <= warmup:
+        return max(n, 1) / warmup
+    if n >= total:
+        return 0.0
+    return (total - n) / (total - warmup)
+
+
+@dataclass
+class Run:
+    cfg: PretrainConfig
+    dist: distributed.DistInfo
+    run_dir: Path
+    tokenizer: object
+    train_blocks: PackedBlocks
+    valid_blocks: PackedBlocks | None
+    objective: Objective
+    hf_model: torch.nn.Module  # the plain transformers model: what checkpoints save
+    module: torch.nn.Module  # MaskedLM, or the subspace wrapper around it
+    forward: torch.nn.Module  # what the loss calls: module, maybe DDP- and compile-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    stream: BlockStream
+    update_freq: int
+    updates: int = 0
+    tokens_seen: int = 0
+    stop_signal: int | None = None
+    writer: object = None
+    wall_start: float = field(default_factory=time.time)
+
+
+# -- setup ---------------------------------------------------------------------------------------
+def setup(cfg: PretrainConfig) -> Run:
+    dist = distributed.setup(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    logging.basicConfig(
+        level=logging.INFO if dist.is_main else logging.WARNING,
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+    )
+    run_dir = Path(cfg.run_dir)
+    check_vocab_size(cfg.tokenizer)  # before any expensive work
+    update_freq = _update_freq(cfg, dist.world)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_partial(run_dir)
+        _prepare_data(cfg)  # trains the tokenizer and binarises once; other ranks wait
+    distributed.barrier(dist)
+    tokenizer, shards = _prepare_data(cfg)
+    tps = cfg.data.tokens_per_sample
+    train_blocks = PackedBlocks(shards, "train", tps, tokenizer.bos_token_id)
+    valid_blocks = PackedBlocks(shards, "valid", tps, tokenizer.bos_token_id)
+    if len(valid_blocks) == 0:
+        log.warning("the validation split is empty; raise data.valid_fraction to validate")
+        valid_blocks = None
+    log.info(
+        "data: %d train blocks (%d tokens), %d valid blocks, vocabulary %d",
+        len(train_blocks),
+        train_blocks.n_tokens,
+        len(valid_blocks) if valid_blocks else 0,
+        len(tokenizer),
+    )
+    vocab = Vocab(len(tokenizer), tokenizer.pad_token_id, tokenizer.mask_token_id,
+                  list(tokenizer.all_special_ids))  # fmt: skip
+    objective = build_objective(cfg.objective, vocab, cfg.seed)
+
+    hf_model = build_model(cfg.model, tokenizer, tps, cfg.seed)
+    resume = ckpt.latest_resumable(run_dir)
+    if resume is not None and cfg.subspace.d == 0:
+        ckpt.load_weights(hf_model, resume)
+    module: torch.nn.Module = MaskedLM(hf_model)
+    if cfg.subspace.d > 0:
+        module = _wrap_subspace(module, cfg)
+        if resume is not None:
+            with torch.no_grad():
+                module.theta_d.copy_(ckpt.load_subspace_theta(resume))
+    module.to(dist.device)
+    params = [p for p in module.parameters() if p.requires_grad]
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(
+        params, lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, weight_decay=o.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda n: lr_factor(n, o.warmup_updates, cfg.max_updates)
+    )
+    stream = BlockStream(len(train_blocks), cfg.seed)
+    forward = module
+    if dist.enabled:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        forward = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    if cfg.compile:
+        forward = torch.compile(forward)
+    run = Run(cfg, dist, run_dir, tokenizer, train_blocks, valid_blocks, objective, hf_model,
+              module, forward, optimizer, scheduler, stream, update_freq)  # fmt: skip
+    if resume is not None:
+        _restore(run, resume)
+    if dist.is_main and cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=run.updates + 1)
+    return run
+
+
+def _update_freq(cfg: PretrainConfig, world: int) -> int:
+    o = cfg.optim
+    if o.global_batch_size <= 0:
+        return o.update_freq
+    per_update = o.batch_size * world
+    if o.global_batch_size % per_update:
+        raise UserError(
+            f"optim.global_batch_size={o.global_batch_size} is not a multiple of "
+            f"batch_size x world = {o.batch_size} x {world}; change one of them"
+        )
+    return o.global_batch_size // per_update
+
+
+def _prepare_data(cfg: PretrainConfig):
+    corpus = resolve_corpus(cfg.data)
+    fp = corpus.fingerprint()
+    cache = Path(cfg.data.cache_dir)
+    tokenizer = build_tokenizer(cfg.tokenizer, corpus.lines, fp, cache, cfg.data.tokens_per_sample)
+    return tokenizer, binarize(corpus, tokenizer, cfg.data, fp)
+
+
+def _wrap_subspace(module: torch.nn.Module, cfg: PretrainConfig):
+    from intdim.subspace import SubspaceConfig, wrap
+
+    s = cfg.subspace
+    sub = wrap(module, SubspaceConfig(d=s.d, method=s.method, projection=s.projection, seed=s.seed))
+    log.info("subspace pretraining: %s", sub.describe())
+    return sub
+
+
+def _restore(run: Run, path: Path) -> None:
+    trainer, optimizer, rng = ckpt.load_state(path, run.dist.rank)
+    run.optimizer.load_state_dict(optimizer)
+    run.scheduler.load_state_dict(trainer["scheduler"])
+    run.updates = int(trainer["updates"])
+    run.tokens_seen = int(trainer["tokens_seen"])
+    run.stream.consumed = int(trainer["blocks_consumed"])
+    if rng is not None:
+        ckpt.set_rng_state(rng)
+    if run.dist.is_main:
+        _truncate_log(run.run_dir / "train_log.jsonl", run.updates)
+    log.info("resumed from %s at update %d", path, run.updates)
+
+
+# -- run -----------------------------------------------------------------------------------------
+def run_training(run: Run) -> None:
+    cfg = run.cfg
+    if (run.run_dir / "DONE").is_file() and run.updates >= cfg.max_updates:
+        log.info("%s is already finished (%d updates)", run.run_dir, run.updates)
+        return
+    if run.updates == 0 and cfg.save_initial_checkpoint:
+        save(run)
+    previous = {s: signal.signal(s, _on_signal(run)) for s in STOP_SIGNALS}
+    fault = _parse_fault(os.environ.get(FAULT_ENV, ""))
+    bar = tqdm(total=cfg.max_updates, initial=run.updates, unit="upd", dynamic_ncols=True,
+               disable=not run.dist.is_main)  # fmt: skip
+    window_tokens, window_start = 0, time.time()
+    try:
+        while run.updates < cfg.max_updates:
+            lr = run.optimizer.param_groups[0]["lr"]
+            loss, tokens = train_update(run)
+            run.updates += 1
+            run.tokens_seen += tokens
+            window_tokens += tokens
+            bar.update(1)
+            if run.dist.is_main:
+                _log_update(run, loss, lr, tokens)
+            if run.updates % cfg.log_interval == 0 or run.updates == cfg.max_updates:
+                tok_s = window_tokens / max(time.time() - window_start, 1e-9)
+                _report(run, bar, loss, lr, tok_s)
+                window_tokens, window_start = 0, time.time()
+            scheduled = run.updates % cfg.save_interval_updates == 0
+            if scheduled or run.updates == cfg.max_updates:
+                save(run)
+            val_every = cfg.validate_interval_updates or cfg.save_interval_updates
+            if run.valid_blocks is not None and (
+                run.updates % val_every == 0 or run.updates == cfg.max_updates
+            ):
+                validate(run)
+            if fault and fault[1] == run.updates:
+                os.kill(os.getpid(), fault[0])
+            if _stop_requested(run):
+                save(run)
+                log.warning(
+                    "stopped by %s at update %d; checkpoint written; rerun to resume",
+                    signal.Signals(run.stop_signal or signal.SIGTERM).name,
+                    run.updates,
+                )
+                return
+    finally:
+        bar.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if run.dist.is_main:
+        atomic_write_json(
+            run.run_dir / "DONE",
+            {"updates": run.updates, "tokens_seen": run.tokens_seen, "time": time.time()},
+        )
+
+
+def train_update(run: Run) -> tuple[float, int]:
+    """One optimizer step over update_freq micro-batches; returns (mean loss, global tokens)."""
+    dist, cfg, B, F = run.dist, run.cfg, run.cfg.optim.batch_size, run.update_freq
+    keys = run.stream.take(B * dist.world * F)  # the whole update's blocks, same on every rank
+    batches = []
+    for k in range(F):
+        mine = keys[(k * dist.world + dist.rank) * B : (k * dist.world + dist.rank + 1) * B]
+        blocks = [run.train_blocks[i] for _, i in mine]
+        batches.append(run.objective.make_batch(blocks, mine))
+    counts = torch.tensor(
+        [sum(len(b.targets) for b in batches), sum(b.n_tokens for b in batches)],
+        dtype=torch.float64,
+    )
+    n_targets, n_tokens = distributed.all_reduce(dist, counts).tolist()
+    scale = dist.world / max(n_targets, 1.0)  # DDP averages over the world; undo, then normalise
+    run.module.train()
+    total = torch.zeros((), dtype=torch.float64, device=dist.device)
+    for k, batch in enumerate(batches):
+        # Dropout comes from a stream fixed by (seed, update, micro-batch, rank): exact on resume.
+        torch.manual_seed(((cfg.seed * 1_000_003 + run.updates) * 1009 + k) * 131 + dist.rank)
+        sync = k == F - 1 or not dist.enabled
+        ctx = contextlib.nullcontext() if sync else run.forward.no_sync()
+        with ctx, _autocast(run):
+            loss_sum = run.objective.loss(run.forward, batch.to(dist.device))
+        (loss_sum * scale).backward()
+        total += loss_sum.detach().double()
+    if cfg.optim.clip_norm > 0:
+        params = [p for p in run.module.parameters() if p.requires_grad]
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    total = distributed.all_reduce(dist, total)
+    return float(total.item() / max(n_targets, 1.0)), int(n_tokens)
+
+
+def _autocast(run: Run):
+    if run.dist.device.type == "cuda" and run.cfg.precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def validate(run: Run) -> float:
+    """Mean loss over the first max_valid_blocks validation blocks, masked the same way every
+    time (epoch key -1), split across the processes."""
+    assert run.valid_blocks is not None
+    dist, B = run.dist, run.cfg.optim.batch_size
+    n = min(len(run.valid_blocks), run.cfg.data.max_valid_blocks)
+    sums = torch.zeros(2, dtype=torch.float64, device=dist.device)
+    run.module.eval()
+    for start in range(dist.rank * B, n, B * dist.world):
+        keys = [(2**31 - 1, i) for i in range(start, min(start + B, n))]
+        batch = run.objective.make_batch([run.valid_blocks[i] for _, i in keys], keys)
+        with _autocast(run):
+            loss = run.objective.loss(run.module, batch.to(dist.device))
+        sums += torch.tensor([float(loss), len(batch.targets)], dtype=torch.float64,
+                             device=dist.device)  # fmt: skip
+    run.module.train()
+    total, count = distributed.all_reduce(dist, sums).tolist()
+    value = total / max(count, 1.0)
+    if dist.is_main:
+        tqdm.write(f"valid | update {run.updates} | loss {value:.4f} | ppl {_ppl(value):.2f}")
+        if run.writer is not None:
+            run.writer.add_scalar("valid/loss", value, run.updates)
+            run.writer.add_scalar("valid/ppl", _ppl(value), run.updates)
+    return value
+
+
+def save(run: Run) -> Path | None:
+    """Write checkpoint_<updates> atomically (all ranks contribute their RNG state)."""
+    dist = run.dist
+    final = ckpt.checkpoints_root(run.run_dir) / f"checkpoint_{run.updates}"
+    if final.exists():
+        return final
+    tmp = ckpt.temp_dir(run.run_dir, run.updates, os.environ.get("TORCHELASTIC_RUN_ID", "x"))
+    if dist.is_main:
+        tmp.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(dist)
+    ckpt.write_rank_rng(tmp, dist.rank)
+    distributed.barrier(dist)
+    path = None
+    if dist.is_main:
+        hf = run.hf_model
+        theta = None
+        if run.cfg.subspace.d > 0:  # save theta0 + P theta_d, loadable like any checkpoint
+            theta = run.module.theta_d
+            hf = copy.deepcopy(run.hf_model).cpu()
+            merged = run.module.merged_state_dict()
+            hf.load_state_dict({k.removeprefix("hf."): v for k, v in merged.items()},
+                               strict=False)  # fmt: skip
+        path = ckpt.write_checkpoint(
+            tmp,
+            updates=run.updates,
+            hf_model=hf,
+            tokenizer=run.tokenizer,
+            resolved_yaml=to_yaml(run.cfg),
+            trainer_state={
+                "updates": run.updates,
+                "tokens_seen": run.tokens_seen,
+                "blocks_consumed": run.stream.consumed,
+                "scheduler": run.scheduler.state_dict(),
+                "world": dist.world,
+            },
+            optimizer_state=run.optimizer.state_dict(),
+            info={
+                "tokens_seen": run.tokens_seen,
+                "wall_seconds": time.time() - run.wall_start,
+                "subspace_d": run.cfg.subspace.d,
+            },  # fmt: skip
+            subspace_theta=theta,
+        )
+        ckpt.prune_optimizer_states(run.run_dir, run.cfg.keep_last_optimizer_states)
+        tqdm.write(f"saved {path}")
+    distributed.barrier(dist)
+    return path
+
+
+def _on_signal(run: Run):
+    def handler(signum, frame):
+        run.stop_signal = signum
+
+    return handler
+
+
+def _stop_requested(run: Run) -> bool:
+    flag = torch.tensor([1.0 if run.stop_signal is not None else 0.0])
+    flag = distributed.all_reduce(run.dist, flag, op=torch.distributed.ReduceOp.MAX)
+    if flag.item() and run.stop_signal is None:
+        run.stop_signal = signal.SIGTERM
+    return bool(flag.item())
+
+
+def _parse_fault(spec: str) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    name, _, at = spec.partition("@")
+    return int(getattr(signal, name)), int(at)
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+def _log_update(run: Run, loss: float, lr: float, tokens: int) -> None:
+    line = json.dumps({"update": run.updates, "loss": loss, "lr": lr, "tokens": tokens})
+    with open(run.run_dir / "train_log.jsonl", "a") as f:
+        f.write(line + "\n")
+
+
+def _report(run: Run, bar, loss: float, lr: float, tok_s: float) -> None:
+    if not run.dist.is_main:
+        return
+    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+    tqdm.write(
+        f"update {run.updates} | loss {loss:.4f} | ppl {_ppl(loss):.2f} | lr {lr:.3e} | "
+        f"tokens/s {tok_s:,.0f}"
+    )
+    if run.writer is not None:
+        for name, value in (
+            ("loss", loss),
+            ("ppl", _ppl(loss)),
+            ("lr", lr),
+            ("tokens_per_s", tok_s),
+        ):
+            run.writer.add_scalar(f"train/{name}", value, run.updates)
+
+
+def _truncate_log(path: Path, updates: int) -> None:
+    """Drop log lines past the resumed checkpoint: those updates are about to be redone."""
+    if not path.is_file():
+        return
+    keep = [
+        ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["update"] <= updates
+    ]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+# -- cleanup -------------------------------------------------------------------------------------
+def cleanup(run: Run | None) -> None:
+    if run is not None and run.writer is not None:
+        run.writer.close()
+    distributed.cleanup(run.dist if run is not None else distributed.DistInfo())
+
+
+def main(cfg: PretrainConfig) -> Path:
+    """Run (or resume) the pretraining described by `cfg`; return the run directory."""
+    run = None
+    try:
+        run = setup(cfg)
+        run_training(run)
+    finally:
+        cleanup(run)
+    return Path(cfg.run_dir)

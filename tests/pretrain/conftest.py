@@ -1,0 +1,68 @@
+"""Shared fixtures: a demo corpus written by the tests, and small configs around it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intdim.config import load_config
+from pretrain.config import PretrainConfig
+from pretrain.demo_corpus import write_demo_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return write_demo_corpus(tmp_path_factory.mktemp("corpus") / "demo.txt", n_documents=160)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    # Shared by the session so the tokenizer is trained and the corpus binarised once.
+    return tmp_path_factory.mktemp("cache")
+
+
+def tiny_overrides(run_dir: Path, corpus: Path, cache_dir: Path, **extra) -> list[str]:
+    values = {
+        "run_dir": str(run_dir),
+        "data.corpus": str(corpus),
+        "data.cache_dir": str(cache_dir),
+        "data.tokens_per_sample": 64,
+        "data.valid_fraction": 0.05,
+        "data.max_valid_blocks": 8,
+        "tokenizer.vocab_size": 300,
+        "optim.batch_size": 4,
+        "optim.warmup_updates": 5,
+        "log_interval": 10,
+        "num_threads": 1,
+        "tensorboard": False,
+        "device": "cpu",
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def tiny_config(run_dir, corpus, cache_dir, **extra) -> PretrainConfig:
+    return load_config(
+        PretrainConfig,
+        REPO / "configs/pretrain/tiny.yaml",
+        tiny_overrides(run_dir, corpus, cache_dir, **extra),
+    )
+
+
+def run_cli(overrides: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """`intdim pretrain configs/pretrain/tiny.yaml ...` in a child process (it may be killed)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    code = "import sys; from pretrain.cli import run; sys.exit(run(sys.argv[1], sys.argv[2:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "configs/pretrain/tiny.yaml"), *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

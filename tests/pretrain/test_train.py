@@ -1,0 +1,148 @@
+"""End to end on CPU: checkpoints, exact resume after SIGKILL, SIGTERM, DDP, other objectives."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from intdim.errors import UserError
+from pretrain.checkpoint import complete_checkpoints
+from pretrain.train import main
+from tests.pretrain.conftest import run_cli, tiny_config, tiny_overrides
+
+
+def _losses(run_dir):
+    lines = (run_dir / "train_log.jsonl").read_text().splitlines()
+    return {d["update"]: d["loss"] for d in map(json.loads, lines)}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, corpus, cache_dir):
+    """30 uninterrupted updates, a checkpoint every 10 (and the initialisation)."""
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    main(tiny_config(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10))
+    return run_dir
+
+
+def test_tiny_run_writes_loadable_checkpoints(reference_run):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    found = complete_checkpoints(reference_run)
+    assert [u for u, _ in found] == [0, 10, 20, 30]
+    assert (reference_run / "DONE").is_file()
+    assert not list((reference_run / "checkpoints").glob(".*"))  # no temporary directories left
+    for updates, path in found[1:]:
+        model = AutoModelForMaskedLM.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path)
+        ids = tok("The cat eats the apple.", return_tensors="pt")["input_ids"]
+        assert model(ids).logits.shape[-1] == len(tok)
+        info = json.loads((path / "checkpoint.json").read_text())
+        assert info["updates"] == updates and info["tokens_seen"] > 0
+        assert not any(k.startswith("_orig_mod") for k in load_file(path / "model.safetensors"))
+        torch.load(path / "trainer_state.pt", weights_only=True)
+    # Weights in every checkpoint, optimizer state only in the last two.
+    assert [(p / "optimizer.pt").is_file() for _, p in found] == [False, False, True, True]
+    w0 = load_file(found[0][1] / "model.safetensors")
+    w30 = load_file(found[-1][1] / "model.safetensors")
+    assert any(not torch.equal(w0[k], w30[k]) for k in w0)
+    losses = _losses(reference_run)
+    assert sorted(losses) == list(range(1, 31))
+    assert sum(losses[u] for u in range(26, 31)) < sum(losses[u] for u in range(1, 6)) - 2.5
+
+
+def test_sigkill_then_resume_repeats_the_same_losses(tmp_path, corpus, cache_dir, reference_run):
+    run_dir = tmp_path / "run"
+    args = tiny_overrides(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10)
+    killed = run_cli(args, {"INTDIM_PRETRAIN_FAULT": "SIGKILL@15"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [u for u, _ in complete_checkpoints(run_dir)] == [0, 10]
+    assert not (run_dir / "DONE").exists() and max(_losses(run_dir)) == 15
+    resumed = run_cli(args)  # the same command
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+    assert _losses(run_dir) == _losses(reference_run)  # exact, float for float
+    ref = load_file(reference_run / "checkpoints/checkpoint_30/model.safetensors")
+    got = load_file(run_dir / "checkpoints/checkpoint_30/model.safetensors")
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_for_requeue(tmp_path, corpus, cache_dir):
+    run_dir = tmp_path / "run"
+    args = tiny_overrides(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10)
+    stopped = run_cli(args, {"INTDIM_PRETRAIN_FAULT": "SIGTERM@7"})
+    assert stopped.returncode == 3, stopped.stderr[-2000:]
+    assert [u for u, _ in complete_checkpoints(run_dir)] == [0, 7]
+    assert (run_dir / "checkpoints/checkpoint_7/optimizer.pt").is_file()
+    assert not (run_dir / "DONE").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    main(cfg)
+
+
+def test_ddp_two_gloo_processes_match_one_process(tmp_path, corpus, cache_dir):
+    common = dict(max_updates=3, save_interval_updates=3, save_initial_checkpoint=False,
+                  **{"model.dropout": 0.0, "model.attention_dropout": 0.0})  # fmt: skip
+    one = tmp_path / "one"
+    main(tiny_config(one, corpus, cache_dir, **common, **{"optim.batch_size": 2,
+                                                          "optim.update_freq": 2}))  # fmt: skip
+    two = tmp_path / "two"
+    cfg = tiny_config(two, corpus, cache_dir, **common, **{"optim.batch_size": 2})
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg), nprocs=2, join=True)
+    a, b = _losses(one), _losses(two)
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    assert all(abs(a[u] - b[u]) < 1e-5 for u in a)
+    wa = load_file(one / "checkpoints/checkpoint_3/model.safetensors")
+    wb = load_file(two / "checkpoints/checkpoint_3/model.safetensors")
+    assert all(torch.allclose(wa[k], wb[k], atol=2e-6, rtol=0) for k in wa)
+    assert (two / "checkpoints/checkpoint_3/rng_rank1.pt").is_file()
+
+
+def test_span_objective_trains(tmp_path, corpus, cache_dir):
+    run_dir = tmp_path / "span"
+    main(tiny_config(run_dir, corpus, cache_dir, max_updates=20, save_interval_updates=20,
+                     save_initial_checkpoint=False, **{"objective.name": "span"}))  # fmt: skip
+    losses = _losses(run_dir)
+    assert sum(losses[u] for u in range(16, 21)) < sum(losses[u] for u in range(1, 6)) - 1.0
+
+
+def test_subspace_pretraining_trains_theta_d_only(tmp_path, corpus, cache_dir):
+    from transformers import AutoModelForMaskedLM
+
+    run_dir = tmp_path / "sub"
+    main(tiny_config(run_dir, corpus, cache_dir, max_updates=4, save_interval_updates=4,
+                     **{"subspace.d": 500, "subspace.method": "said"}))  # fmt: skip
+    theta = load_file(run_dir / "checkpoints/checkpoint_4/subspace.safetensors")["theta_d"]
+    assert theta.shape == (500,) and theta.abs().sum() > 0
+    opt = torch.load(run_dir / "checkpoints/checkpoint_4/optimizer.pt", weights_only=True)
+    assert [s["exp_avg"].shape for s in opt["state"].values()] == [torch.Size([500])]
+    w0 = load_file(run_dir / "checkpoints/checkpoint_0/model.safetensors")
+    w4 = load_file(run_dir / "checkpoints/checkpoint_4/model.safetensors")
+    assert any(not torch.equal(w0[k], w4[k]) for k in w0)
+    AutoModelForMaskedLM.from_pretrained(run_dir / "checkpoints/checkpoint_4")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [({"data.tokens_per_sample": 600}, "exceeds the model's 512 positions"),
+     ({"tokenizer.vocab_size": 100}, "too small"),
+     ({"data.corpus": "/nonexistent/corpus.txt"}, "does not exist")],
+)  # fmt: skip
+def test_bad_settings_fail_with_one_clear_line(tmp_path, corpus, cache_dir, extra, message):
+    with pytest.raises(UserError, match=message) as err:
+        main(tiny_config(tmp_path / "bad", corpus, cache_dir, **extra))
+    assert "\n" not in str(err.value)
