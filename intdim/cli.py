@@ -19,6 +19,12 @@ def _demo(args: argparse.Namespace) -> int:
     return main()
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from pretrain.cli import run
+
+    return run(args.config, args.overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intdim",
@@ -27,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="a small model tuned in subspaces of several sizes (CPU)")
     demo.set_defaults(func=_demo)
+    pre = sub.add_parser("pretrain", help="masked-LM pretraining with checkpoints (resumes)")
+    pre.add_argument("config", help="a YAML file, e.g. configs/pretrain/tiny.yaml")
+    pre.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields")
+    pre.set_defaults(func=_pretrain)
     return parser
 
 

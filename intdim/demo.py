@@ -59,10 +59,10 @@ def _accuracy(model, x, y) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
-def run(cfg: DemoConfig = DemoConfig()) -> dict[str, dict[int, float]]:
+def run(cfg: DemoConfig | None = None) -> dict[str, dict[int, float]]:
+    cfg = cfg or DemoConfig()
     gen = torch.Generator().manual_seed(cfg.seed)
-    base_teacher = _teacher(gen, 0.0)
-    w1, w2 = base_teacher
+    w1, w2 = _teacher(gen, 0.0)
     related = (w1, w2 + 0.6 * torch.randn(w2.shape, generator=gen))
     target = (w1, w2)
     xp, yp = _data(gen, related, cfg.n_train)
@@ -82,7 +82,8 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict[str, dict[int, float]]:
     _train(full, full.parameters(), xt, yt, cfg.steps, 3e-3)
     full_acc = _accuracy(full, xe, ye)
     print(
-        f"  full fine-tuning accuracy:             {full_acc:.3f}  (90% of it: {0.9 * full_acc:.3f})"
+        f"  full fine-tuning accuracy:             {full_acc:.3f}"
+        f"  (90% of it: {0.9 * full_acc:.3f})"
     )
 
     results: dict[str, dict[int, float]] = {"did": {}, "said": {}}

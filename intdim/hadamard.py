@@ -34,6 +34,7 @@ _CHUNK_ELEMS = {"cpu": 1 << 19, "cuda": 1 << 26}
 def chunk_elems(device: torch.device) -> int:
     return _CHUNK_ELEMS.get(device.type, _CHUNK_ELEMS["cpu"])
 
+
 _H_CACHE: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
 
