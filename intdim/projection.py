@@ -83,6 +83,16 @@ class Projection(nn.Module):
     def prep_size(self) -> int:
         raise NotImplementedError
 
+    def forward_rows_at(self, prep: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """Like forward_rows for an arbitrary list of block indices (k,) -> (k, block)."""
+        return torch.cat([self.forward_rows(prep, b, b + 1) for b in blocks.tolist()])
+
+    def transpose_rows_at(self, g: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """Like transpose_rows for an arbitrary list of block indices: g (k, block) -> (k, K)."""
+        return torch.cat(
+            [self.transpose_rows(g[i : i + 1], b, b + 1) for i, b in enumerate(blocks.tolist())]
+        )
+
     # -- conveniences --------------------------------------------------------------------------
     def rows_per_chunk(self) -> int:
         """How many blocks to process at once: ~2 MB of float32 on CPU (cache), more on GPU."""
@@ -217,6 +227,16 @@ class FastfoodProjection(Projection):
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
         return (fwht_(acc * self.G) * self.B)[: self.d]
+
+    def forward_rows_at(self, prep, blocks):
+        z = torch.index_select(prep, 0, self.perm[blocks].int().view(-1))
+        z = z.view(-1, self.block)
+        return fwht_(z, out=z, scale=self.scale)
+
+    def transpose_rows_at(self, g, blocks):
+        v = fwht_(g.float().contiguous(), scale=self.scale)
+        idx = self.inv[blocks].int() + self._row_offsets(len(blocks), v.device)
+        return torch.index_select(v.view(-1), 0, idx.view(-1)).view(len(blocks), self.block)
 
     def _apply(self, fn, recurse=True):
         self._offsets = {}

@@ -151,18 +151,19 @@ class _Plan:
                 n = min(stop, self.offsets[p + 1]) - pos
                 pieces.append(_Piece(p, pos - self.offsets[p], pos - start, n, groups[p]))
                 pos += n
-            rows = []
-            mixed = []
-            for r in range(b1 - b0):
-                lo, hi = r * blk, (r + 1) * blk
-                gs = {q.group for q in pieces if q.chunk_off < hi and q.chunk_off + q.length > lo}
-                if len(gs) > 1:
-                    mixed.append(r)
-                    rows.append(m)
-                else:
-                    rows.append(gs.pop() if gs else m)
+            # Group of each block row; a row shared by pieces of two groups is "mixed". Pieces are
+            # in flat order, so a row can only be shared at a piece's first row.
+            rows = [-1] * (b1 - b0)
+            mixed = set()
+            for q in pieces:
+                r0, r1 = q.chunk_off // blk, (q.chunk_off + q.length - 1) // blk
+                if rows[r0] not in (-1, q.group):
+                    mixed.add(r0)
+                rows[r0 : r1 + 1] = [q.group] * (r1 - r0 + 1)
+            rows = [m if (r in mixed or g < 0) else g for r, g in enumerate(rows)]
+            mixed = sorted(mixed)
             self.chunks.append(_Chunk(b0, b1, start, pieces, rows, mixed))
-        self._row_groups: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._row_groups: dict[tuple[int, torch.device], Any] = {}
 
     @property
     def dtype(self) -> torch.dtype:  # read live: .to(dtype) on the wrapper changes it
@@ -174,6 +175,23 @@ class _Plan:
         if t is None:
             t = self._row_groups[key] = torch.tensor(self.chunks[i].group_rows, device=device)
         return t
+
+    def _mixed(self, i: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block indices of chunk i's mixed rows, and the group of every position in them."""
+        key = (-1 - i, device)
+        cached = self._row_groups.get(key)
+        if cached is None:
+            c, blk = self.chunks[i], self.proj.block
+            groups = torch.full((len(c.mixed), blk), self.m, dtype=torch.int64)
+            for k, r in enumerate(c.mixed):
+                lo, hi = r * blk, (r + 1) * blk
+                for q in c.pieces:
+                    a, b = max(q.chunk_off, lo), min(q.chunk_off + q.length, hi)
+                    if a < b:
+                        groups[k, a - lo : b - lo] = q.group
+            blocks = torch.tensor([c.b0 + r for r in c.mixed], dtype=torch.int64)
+            cached = self._row_groups[key] = (blocks.to(device), groups.to(device))
+        return cached
 
     def theta0(self, i: int) -> torch.Tensor:
         return self.params[i].detach().reshape(-1)
@@ -235,28 +253,31 @@ class _Plan:
         prep = proj.prepare(x)
         glam = torch.zeros(self.m + 1, dtype=torch.float32, device=dev)
         lam_ext = torch.cat([lam.float(), lam.new_zeros(1, dtype=torch.float32)])
-        blk = proj.block
         for i, c in enumerate(self.chunks):
             g = self._assemble(c, grads, own=bool(c.mixed))
-            mixed_rows = g[c.mixed].clone() if c.mixed else None
             if c.mixed:
-                g[c.mixed] = 0
+                # Rows shared by two layers: lambda varies inside the block, so H cannot be
+                # applied before the scaling. Take them out of the per-block path and do them
+                # together: gradient rows weighted per position, and lambda's gradient from the
+                # recomputed rows of P x (only these few blocks are recomputed).
+                blocks, pos_groups = self._mixed(i, dev)
+                local = blocks - c.b0
+                gm = g[local].clone()
+                g[local] = 0
+                w = proj.forward_rows_at(prep, blocks)
+                glam.index_add_(0, pos_groups.view(-1), (gm * w).view(-1))
+                acc += proj.transpose_rows_at(gm * lam_ext[pos_groups], blocks).sum(0)
             t = proj.transpose_rows(g, c.b0, c.b1)
             rows = self._rows(i, dev)
             glam.index_add_(0, rows, t @ prep)
             acc += lam_ext[rows] @ t
-            for k, r in enumerate(c.mixed):
-                gr = mixed_rows[k]
-                lo, hi = r * blk, (r + 1) * blk
-                weights = torch.zeros(blk, dtype=torch.float32, device=dev)
-                w = proj.forward_rows(prep, c.b0 + r, c.b0 + r + 1)[0]
-                for q in c.pieces:
-                    a, b = max(q.chunk_off, lo), min(q.chunk_off + q.length, hi)
-                    if a < b:
-                        weights[a - lo : b - lo] = lam_ext[q.group]
-                        glam[q.group] += torch.dot(gr[a - lo : b - lo], w[a - lo : b - lo])
-                acc += proj.transpose_rows((gr * weights)[None], c.b0 + r, c.b0 + r + 1)[0]
         return proj.finish(acc), glam[: self.m]
+
+
+def _full_precision(device: torch.device):
+    """theta is built in float32 even inside a user's autocast region: autocast would run the
+    Hadamard matmuls in bf16/fp16 and round P(theta_d) to 8 bits of mantissa."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 class _MaterializeFn(torch.autograd.Function):
@@ -269,13 +290,15 @@ class _MaterializeFn(torch.autograd.Function):
         ctx.said = said
         ctx.save_for_backward(x, lam)
         flat = torch.empty(plan.D, dtype=plan.dtype, device=x.device)
-        plan.compute(x.detach().float(), lam.detach() if said else None, flat)
+        with _full_precision(x.device):
+            plan.compute(x.detach().float(), lam.detach() if said else None, flat)
         return tuple(plan.views(flat))
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
         x, lam = ctx.saved_tensors
-        gx, glam = ctx.plan.backward(x.detach(), lam.detach() if ctx.said else None, grads)
+        with _full_precision(x.device):
+            gx, glam = ctx.plan.backward(x.detach(), lam.detach() if ctx.said else None, grads)
         if not ctx.needs_input_grad[1]:
             glam = None
         return gx.to(x.dtype), glam, None
@@ -402,7 +425,7 @@ class SubspaceModel(nn.Module):
             key = (self.theta_d._version, self.theta_d.data_ptr(), self.theta_d.device)
             if self._cache is None or self._cache[0] != key:
                 self._cache = None  # free the old buffer before allocating the new one
-                with torch.no_grad():
+                with torch.no_grad(), _full_precision(self.theta_d.device):
                     x, lam = self._split()
                     flat = torch.empty(self._plan.D, dtype=self._plan.dtype, device=x.device)
                     self._plan.compute(x.float(), lam if self.m else None, flat)

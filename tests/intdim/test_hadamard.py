@@ -11,6 +11,16 @@ def test_equals_dense_hadamard(n):
     torch.testing.assert_close(fwht(x), expected, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("bits", [4, 6])
+def test_every_digit_size_gives_the_same_transform(bits, monkeypatch):
+    from intdim import hadamard
+
+    monkeypatch.setitem(hadamard._RADIX_BITS, "cpu", bits)
+    for n in (2, 64, 128, 4096, 1 << 13):
+        x = torch.randn(3, n, dtype=torch.float64)
+        torch.testing.assert_close(fwht(x), x @ hadamard_matrix(n, torch.float64))
+
+
 def test_batched_leading_dims_and_float32():
     x = torch.randn(2, 3, 256)
     expected = (x.double() @ hadamard_matrix(256, torch.float64)).float()

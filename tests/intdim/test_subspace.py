@@ -307,3 +307,15 @@ def test_head_prefixes_select_the_head_of_any_module():
     assert sub.extra_trainable == 7 * 3 + 3
     with pytest.raises(UserError, match="match no parameter"):
         wrap(Small(), SubspaceConfig(d=10, head_prefixes=["nope"]))
+
+
+def test_theta_is_built_in_float32_inside_autocast():
+    torch.manual_seed(0)
+    sub = wrap(Small(), SubspaceConfig(d=40, method="said"))
+    with torch.no_grad():
+        sub.theta_d.normal_()
+    plain = {k: v.clone() for k, v in sub.parameters_for_forward().items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = sub.parameters_for_forward()
+    for name, t in plain.items():
+        assert torch.equal(inside[name], t), name
