@@ -233,13 +233,17 @@ class _Plan:
             ):
                 return g.view(-1)[q.param_off : q.param_off + q.length].view(rows, blk)
         dev = self.params[0].device
-        buf = torch.zeros(rows * blk, dtype=torch.float32, device=dev)
+        buf = torch.empty(rows * blk, dtype=torch.float32, device=dev)
+        end = 0  # pieces tile the chunk in order; only what they leave (the tail past D) is zeroed
         for q in c.pieces:
             g = grads[q.param]
-            if g is not None:
-                buf[q.chunk_off : q.chunk_off + q.length] = g.reshape(-1)[
-                    q.param_off : q.param_off + q.length
-                ]
+            dst = buf[q.chunk_off : q.chunk_off + q.length]
+            if g is None:  # a parameter the loss does not depend on
+                dst.zero_()
+            else:
+                dst.copy_(g.reshape(-1)[q.param_off : q.param_off + q.length])
+            end = q.chunk_off + q.length
+        buf[end:].zero_()
         return buf.view(rows, blk)
 
     def backward(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -21,34 +21,40 @@ class Small(nn.Module):
         return self.out(self.body(x))
 
 
-def reference_grad(sub, inputs, loss_fn):
-    """dL/dtheta_d from a dense P built column by column and plain autograd on theta_D."""
-    proj = sub.projection
-    M = proj.materialize()  # (D, d - m), float64
+def reference_grad(sub, loss_of_thetas):
+    """dL/dtheta_d from a dense P built column by column and plain autograd on theta_D.
+
+    `loss_of_thetas(thetas)` runs the unwrapped model with {name: theta} and returns the loss.
+    """
+    groups = _groups(sub)
+    M = sub.projection.materialize()  # (D, d - m), float64
     n = sub.config.d - sub.m
-    x = sub.theta_d.detach()[:n].double()
     lam = 1 + sub.theta_d.detach()[n:].double()
+    delta = M @ sub.theta_d.detach()[:n].double()
     params = dict(sub.base.named_parameters())
-    delta = M @ x
-    thetas, pos, lam_pos, offs = {}, 0, [], []
+    thetas, scales, spans, pos = {}, [], [], 0
     for i, name in enumerate(sub.param_names):
         p = params[name]
-        piece = delta[pos : pos + p.numel()]
-        scale = lam[sub._plan_groups[i]] if sub.m else torch.tensor(1.0, dtype=torch.float64)
-        lam_pos.append(scale.expand(p.numel()))
-        offs.append((pos, p.numel()))
-        thetas[name] = (p.detach().double() + scale * piece.view(p.shape)).float().requires_grad_()
+        s = lam[groups[i]] if sub.m else torch.tensor(1.0, dtype=torch.float64)
+        piece = delta[pos : pos + p.numel()].view(p.shape)
+        thetas[name] = (p.detach().double() + s * piece).float().requires_grad_()
+        scales.append(s.expand(p.numel()))
+        spans.append((pos, p.numel()))
         pos += p.numel()
-    loss = loss_fn(functional_call(sub.base, thetas, (inputs,)))
-    grads = torch.autograd.grad(loss, [thetas[n] for n in sub.param_names])
-    g = torch.cat([t.reshape(-1).double() for t in grads])
-    gx = M.T @ (torch.cat(lam_pos) * g)
+    grads = torch.autograd.grad(loss_of_thetas(thetas), list(thetas.values()), allow_unused=True)
+    g = torch.cat(
+        [
+            (gr if gr is not None else torch.zeros_like(t)).reshape(-1).double()
+            for gr, t in zip(grads, thetas.values(), strict=True)
+        ]
+    )
+    expected = M.T @ (torch.cat(scales) * g)
     if not sub.m:
-        return gx
+        return expected
     glam = torch.zeros(sub.m, dtype=torch.float64)
-    for i, (a, k) in enumerate(offs):
-        glam[sub._plan_groups[i]] += (g[a : a + k] * delta[a : a + k]).sum()
-    return torch.cat([gx, glam])
+    for i, (a, k) in enumerate(spans):
+        glam[groups[i]] += (g[a : a + k] * delta[a : a + k]).sum()
+    return torch.cat([expected, glam])
 
 
 def _groups(sub):
@@ -77,17 +83,14 @@ def test_gradient_is_P_transpose_times_theta_gradient(projection, method, lambda
     # d=40 > 7 and > 3: several tensors are smaller than d; fastfood blocks of 64 straddle them.
     cfg = SubspaceConfig(d=40, method=method, projection=projection, lambda_per=lambda_per, seed=4)
     sub = wrap(model, cfg)
-    sub._plan_groups = _groups(sub)
     with torch.no_grad():
         sub.theta_d.normal_(0, 0.5)  # away from 0 so lambda and x both matter
     inputs = torch.randn(6, 20)
     target = torch.randn(6, 3)
-
-    def loss_fn(out):
-        return ((out - target) ** 2).mean()
-
-    loss_fn(sub(inputs)).backward()
-    expected = reference_grad(sub, inputs, loss_fn)
+    ((sub(inputs) - target) ** 2).mean().backward()
+    expected = reference_grad(
+        sub, lambda th: ((functional_call(sub.base, th, (inputs,)) - target) ** 2).mean()
+    )
     torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
 
 
@@ -109,46 +112,11 @@ def test_hf_models_identity_at_zero_and_gradients(make, method, batch):
 def test_roberta_gradient_matches_reference(batch):
     model = tiny_roberta()
     sub = wrap(model, SubspaceConfig(d=64, method="said", seed=1))
-    sub._plan_groups = _groups(sub)
     with torch.no_grad():
         sub.theta_d.normal_(0, 1.0)
-    model.train(False)
     sub(**batch).loss.backward()
-
-    def loss_fn(out):
-        return out.loss
-
-    proj = sub.projection
-    M = proj.materialize()
-    n = 64 - sub.m
-    x = sub.theta_d.detach()[:n].double()
-    lam = 1 + sub.theta_d.detach()[n:].double()
-    params = dict(model.named_parameters())
-    delta = M @ x
-    thetas, pos, lam_pos, offs = {}, 0, [], []
-    for i, name in enumerate(sub.param_names):
-        p = params[name]
-        s = lam[sub._plan_groups[i]]
-        lam_pos.append(s.expand(p.numel()))
-        offs.append((pos, p.numel()))
-        piece = delta[pos : pos + p.numel()].view(p.shape)
-        thetas[name] = (p.detach().double() + s * piece).float().requires_grad_()
-        pos += p.numel()
-    loss = functional_call(model, thetas, (), dict(batch)).loss
-    grads = torch.autograd.grad(loss, [thetas[n] for n in sub.param_names], allow_unused=True)
-    g = torch.cat(
-        [
-            (t if t is not None else torch.zeros_like(thetas[n])).reshape(-1).double()
-            for t, n in zip(grads, sub.param_names, strict=True)
-        ]
-    )
-    gx = M.T @ (torch.cat(lam_pos) * g)
-    glam = torch.zeros(sub.m, dtype=torch.float64)
-    for i, (a, k) in enumerate(offs):
-        glam[sub._plan_groups[i]] += (g[a : a + k] * delta[a : a + k]).sum()
-    torch.testing.assert_close(
-        sub.theta_d.grad.double(), torch.cat([gx, glam]), rtol=1e-3, atol=1e-6
-    )
+    expected = reference_grad(sub, lambda th: functional_call(model, th, (), dict(batch)).loss)
+    torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=1e-3, atol=1e-6)
 
 
 def test_said_layers_for_roberta_and_bert():
@@ -319,3 +287,23 @@ def test_theta_is_built_in_float32_inside_autocast():
         inside = sub.parameters_for_forward()
     for name, t in plain.items():
         assert torch.equal(inside[name], t), name
+
+
+class WithUnused(Small):
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.randn(50))  # the loss never depends on it
+
+
+@pytest.mark.parametrize("method", ["did", "said"])
+def test_parameters_without_gradient_contribute_nothing(method, chunk_rows):
+    torch.manual_seed(0)
+    sub = wrap(WithUnused(), SubspaceConfig(d=30, method=method, seed=2))
+    with torch.no_grad():
+        sub.theta_d.normal_(0, 0.5)
+    x, target = torch.randn(5, 20), torch.randn(5, 3)
+    ((sub(x) - target) ** 2).mean().backward()
+    expected = reference_grad(
+        sub, lambda th: ((functional_call(sub.base, th, (x,)) - target) ** 2).mean()
+    )
+    torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
