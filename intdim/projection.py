@@ -27,7 +27,7 @@ of the shared Gaussian values. Applying G before Pi turns the per-element work i
 a vector of LL floats (cache-resident). Every column of every block has squared norm LL ||G||^2
 exactly, so columns have unit norm exactly when LL divides D (and within the fluctuation of the
 truncated last block otherwise). State: Pi and its inverse, 2 bytes each per model parameter while
-LL <= 2^15 (d <= 32768), 4 bytes each above; plus 2 LL floats.
+LL <= 2^15 (d <= 32768) and D >= 2^24, 4 bytes each otherwise; plus 2 LL floats.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from intdim.hadamard import chunk_elems, fwht_
 from intdim.registry import Registry
 
 PROJECTIONS: Registry[type[Projection]] = Registry("projection")
+
+# Below this many parameters Fastfood keeps int32 indices (speed); above, int16 where they fit.
+SMALL_MODEL = 1 << 24
 
 # Above this many bytes a dense P is refused: it is a reference for small models only.
 DENSE_MAX_BYTES = 1 << 30
@@ -176,7 +179,10 @@ class FastfoodProjection(Projection):
         self.scale = 1.0 / (float(gauss.norm()) * math.sqrt(self.D))
         self.register_buffer("B", sign.float(), persistent=False)
         self.register_buffer("G", gauss.float(), persistent=False)
-        index_dtype = torch.int16 if LL <= (1 << 15) else torch.int32
+        # int16 indices halve the state of big models; small models keep int32, which index_select
+        # takes as is (int16 costs a conversion pass per use, and their state is small anyway).
+        small = self.D < SMALL_MODEL
+        index_dtype = torch.int16 if LL <= (1 << 15) and not small else torch.int32
         perm = torch.empty(self.n_blocks, LL, dtype=index_dtype)
         inv = torch.empty(self.n_blocks, LL, dtype=index_dtype)
         step = max(1, (1 << 20) // LL)

@@ -70,20 +70,27 @@ def test_same_seed_same_P_whatever_the_global_seed(kind):
     assert not torch.allclose(a(x), c(x))
 
 
-def test_fastfood_state_is_compact():
+def test_fastfood_state_is_compact(monkeypatch):
+    from intdim import projection
+
+    monkeypatch.setattr(projection, "SMALL_MODEL", 100_000)  # pretend 200k parameters is big
     p = build_projection("fastfood", 200_000, 1000, seed=0)
     assert p.perm.dtype == torch.int16  # LL = 1024 <= 2^15
     blocks = p.n_blocks * p.block
     # two int16 index tables per parameter (rounded up to whole blocks) plus B and G
     assert p.state_bytes() == 4 * blocks + 8 * p.block
-    big = build_projection("fastfood", 70_000, 40_000, seed=0)
+    big = build_projection("fastfood", 170_000, 40_000, seed=0)
     assert big.perm.dtype == torch.int32 and big.block == 65536
+    monkeypatch.setattr(projection, "SMALL_MODEL", 1 << 24)
+    small = build_projection("fastfood", 200_000, 1000, seed=0)
+    assert small.perm.dtype == torch.int32  # small models keep int32 (no conversion per use)
+    assert torch.equal(small.perm.long(), p.perm.long())  # the same P either way
 
 
 def test_fastfood_keeps_its_dtype_when_moved():
     p = build_projection("fastfood", 500, 20, seed=0)
     p.double()
-    assert p.perm.dtype == torch.int16 and p.G.dtype == torch.float32
+    assert p.perm.dtype == torch.int32 and p.G.dtype == torch.float32
 
 
 @pytest.mark.parametrize("kind", KINDS)

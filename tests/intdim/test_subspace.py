@@ -211,7 +211,7 @@ def test_double_moves_base_but_not_projection_state():
     sub = wrap(model, SubspaceConfig(d=10, method="said")).double()
     assert next(model.parameters()).dtype == torch.float64
     assert sub.theta_d.dtype == torch.float64
-    assert sub.projection.perm.dtype == torch.int16
+    assert sub.projection.perm.dtype == torch.int32
     x = torch.randn(3, 20, dtype=torch.float64)
     assert torch.equal(sub(x), model(x))
 
