@@ -11,33 +11,24 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
+TINY = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=40,
+)
+
 
 def tiny_roberta(num_labels: int = 2, seed: int = 0) -> RobertaForSequenceClassification:
     torch.manual_seed(seed)
-    cfg = RobertaConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=40,
-        num_labels=num_labels,
-    )
-    return RobertaForSequenceClassification(cfg).eval()
+    return RobertaForSequenceClassification(RobertaConfig(num_labels=num_labels, **TINY)).eval()
 
 
 def tiny_bert(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=40,
-        num_labels=num_labels,
-    )
-    return BertForSequenceClassification(cfg).eval()
+    return BertForSequenceClassification(BertConfig(num_labels=num_labels, **TINY)).eval()
 
 
 @pytest.fixture
