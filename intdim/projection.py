@@ -37,6 +37,7 @@ import math
 import torch
 from torch import nn
 
+from intdim.buffers import ReusableBuffer
 from intdim.errors import UserError
 from intdim.hadamard import chunk_elems, fwht_
 from intdim.registry import Registry
@@ -66,6 +67,7 @@ class Projection(nn.Module):
         self.D, self.d, self.seed = int(D), int(d), int(seed)
         self.block = 1
         self.n_blocks = 0
+        self._out = ReusableBuffer()  # P x for forward(); reused once the caller released it
 
     # -- block-row interface -------------------------------------------------------------------
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +143,7 @@ class _ProjectFn(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, proj: Projection) -> torch.Tensor:  # type: ignore[override]
         ctx.proj = proj
         prep = proj.prepare(x.detach().float())
-        out = torch.empty(proj.n_blocks * proj.block, dtype=torch.float32, device=x.device)
+        out = proj._out.get(proj.n_blocks * proj.block, torch.float32, x.device)
         step = proj.rows_per_chunk()
         for b0 in range(0, proj.n_blocks, step):
             b1 = min(b0 + step, proj.n_blocks)

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from intdim.buffers import ReusableBuffer
 from intdim.errors import UserError
 from intdim.projection import PROJECTIONS, Projection, build_projection
 
@@ -164,6 +165,7 @@ class _Plan:
             mixed = sorted(mixed)
             self.chunks.append(_Chunk(b0, b1, start, pieces, rows, mixed))
         self._row_groups: dict[tuple[int, torch.device], Any] = {}
+        self.buffer = ReusableBuffer()  # theta's storage, reused once the last step released it
 
     @property
     def dtype(self) -> torch.dtype:  # read live: .to(dtype) on the wrapper changes it
@@ -293,7 +295,7 @@ class _MaterializeFn(torch.autograd.Function):
         ctx.plan = plan
         ctx.said = said
         ctx.save_for_backward(x, lam)
-        flat = torch.empty(plan.D, dtype=plan.dtype, device=x.device)
+        flat = plan.buffer.get(plan.D, plan.dtype, x.device)
         with _full_precision(x.device):
             plan.compute(x.detach().float(), lam.detach() if said else None, flat)
         return tuple(plan.views(flat))
