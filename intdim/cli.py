@@ -25,6 +25,18 @@ def _pretrain(args: argparse.Namespace) -> int:
     return run(args.config, args.overrides)
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from probe.report_cli import plot_command
+
+    return plot_command(args.dir)
+
+
+def _table(args: argparse.Namespace) -> int:
+    from probe.report_cli import table_command
+
+    return table_command(args.dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intdim",
@@ -37,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("config", help="a YAML file, e.g. configs/pretrain/tiny.yaml")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields")
     pre.set_defaults(func=_pretrain)
+    plot = sub.add_parser("plot", help="the paper's figures (PNG and PDF) from a run's records")
+    plot.add_argument("dir", help="a run dir, a probe output dir, or any dir holding records/")
+    plot.set_defaults(func=_plot)
+    table = sub.add_parser("table", help="Table 1 (model x task, SAID and DID d90) as Markdown")
+    table.add_argument("dir", help="a dir holding records/ (or RUN_DIR with probe/records/)")
+    table.set_defaults(func=_table)
     return parser
 
 
