@@ -118,10 +118,7 @@ def _memory_child(mode: str, args) -> None:
         Path("/proc/self/clear_refs").write_text("5")
     for _ in range(3):
         step()
-    if args.device == "cuda":
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = _vm_hwm()
+    peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else _vm_hwm()
     print(json.dumps({"peak": peak}))
 
 

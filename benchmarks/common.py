@@ -20,7 +20,8 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    s = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    s = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    s += f", {torch.get_num_threads()} threads"
     if torch.cuda.is_available():
         s += f", GPU {torch.cuda.get_device_name()}"
     return s

@@ -59,7 +59,8 @@ def _accuracy(model, x, y) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
-def run(cfg: DemoConfig = DemoConfig()) -> dict[str, dict[int, float]]:
+def run(cfg: DemoConfig | None = None) -> dict[str, dict[int, float]]:
+    cfg = cfg or DemoConfig()
     gen = torch.Generator().manual_seed(cfg.seed)
     base_teacher = _teacher(gen, 0.0)
     w1, w2 = base_teacher
@@ -81,9 +82,8 @@ def run(cfg: DemoConfig = DemoConfig()) -> dict[str, dict[int, float]]:
     full.load_state_dict(state)
     _train(full, full.parameters(), xt, yt, cfg.steps, 3e-3)
     full_acc = _accuracy(full, xe, ye)
-    print(
-        f"  full fine-tuning accuracy:             {full_acc:.3f}  (90% of it: {0.9 * full_acc:.3f})"
-    )
+    print(f"  full fine-tuning accuracy:             {full_acc:.3f}", end="")
+    print(f"  (90% of it: {0.9 * full_acc:.3f})")
 
     results: dict[str, dict[int, float]] = {"did": {}, "said": {}}
     runs = [(m, d) for m in ("did", "said") for d in cfg.dims if d <= D]

@@ -68,7 +68,9 @@ def chunk_rows(request, monkeypatch):
 
 
 @pytest.mark.parametrize("projection", ["fastfood", "dense", "sparse"])
-@pytest.mark.parametrize("method,lambda_per", [("did", "layer"), ("said", "layer"), ("said", "tensor")])
+@pytest.mark.parametrize(
+    "method,lambda_per", [("did", "layer"), ("said", "layer"), ("said", "tensor")]
+)
 def test_gradient_is_P_transpose_times_theta_gradient(projection, method, lambda_per, chunk_rows):
     torch.manual_seed(0)
     model = Small()
