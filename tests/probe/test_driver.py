@@ -122,3 +122,17 @@ def test_d_max_beyond_the_model_is_refused_before_any_run(tiny_ckpt, sst2_dir, t
     with pytest.raises(UserError, match="exceeds the model's"):
         search_all(cfg, str(tiny_ckpt), "checkpoint_100", tmp_path, log=lambda _: None)
     assert read_records(tmp_path) == []
+
+
+def test_nan_loss_gives_an_unstable_record(sst2_dir, tmp_path):
+    from tiny_fixtures import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "poisoned", pretrain_steps=0, poison=True)
+    env = make_env(tiny_cfg(sst2_dir), str(ckpt), "poisoned", "sst2")
+    specs = [RunSpec("poisoned", "sst2", "full", None, 1e-3, 0),
+             RunSpec("poisoned", "sst2", "said", 50, 0.01, 0, 0.9)]  # fmt: skip
+    records = run_specs(specs, env, tmp_path)
+    assert [r.status for r in records] == ["unstable", "unstable"]
+    assert all(r.eval_value is None and r.steps == 1 and r.error is None for r in records)
+    assert records[0].majority_baseline == pytest.approx(0.47)  # full runs always carry it
+    assert read_records(tmp_path) == sorted(records, key=lambda r: r.method)
