@@ -99,7 +99,9 @@ def main() -> None:
     print("ours:  " + result_line(task, method, ours))
     if ours.threshold is None:
         return  # not computable: nothing to compare
-    print(f"full fine-tuning {ours.full_metric:.4f} (threshold {ours.threshold:.4f})")
+    majority = next(r.majority_baseline for r in read_records(out / "ours") if r.method == "full")
+    print(f"full fine-tuning {ours.full_metric:.4f}, threshold {ours.threshold:.4f}, "
+          f"majority class {majority:.4f}")  # fmt: skip
     print(f"ours:  {cost['runs']} runs at {cost['points']} points, {cost['steps']:,} subspace "
           f"steps, {cost['wall']:.0f}s subspace training, {ours_wall:.0f}s in all")  # fmt: skip
     if args.paper == "estimate":
