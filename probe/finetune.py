@@ -190,15 +190,12 @@ def build_trainable(spec: RunSpec, model: str, num_labels: int) -> torch.nn.Modu
     return wrap(base, SubspaceConfig(d=spec.d, method=spec.method, seed=spec.seed))
 
 
-def finetune(
-    spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig, trainable=None
-) -> RunOutcome:
-    """Train one run to its budget or an early stop; `trainable` overrides the model (tests)."""
+def finetune(spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig) -> RunOutcome:
+    """Train one run to its budget or an early stop (see the module docstring)."""
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     amp = _autocast_dtype(cfg.precision, device)
-    if trainable is None:
-        trainable = build_trainable(spec, model, task.data.num_labels)
+    trainable = build_trainable(spec, model, task.data.num_labels)
     trainable.to(device)
     params = [p for p in trainable.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=cfg.weight_decay)
