@@ -37,6 +37,92 @@ def _table(args: argparse.Namespace) -> int:
     return table_command(args.dir)
 
 
+def _d90(args: argparse.Namespace) -> int:
+    from probe.commands import d90
+
+    return d90(
+        model=args.model,
+        task=args.task,
+        out=args.out,
+        method=args.method,
+        data_dir=args.data_dir,
+        max_train_examples=args.max_train_examples,
+        max_eval_examples=args.max_eval_examples,
+        d_min=args.d_min,
+        d_max=args.d_max,
+        seed=args.seed,
+        config=args.config,
+        search=args.search,
+        overrides=args.overrides,
+    )
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from probe.commands import probe
+
+    return probe(args.checkpoint, args.config, args.overrides)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from probe.commands import status
+
+    return status(args.dir, as_json=args.json)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_d90(sub) -> None:
+    p = sub.add_parser(
+        "d90",
+        help="d90 of one model on one task: full fine-tuning, then the subspace search",
+        description="Measure d90 (Aghajanyan et al. 2020, section 5.1) of MODEL on TASK. "
+        "Everything learned stays in OUT/records; rerun the same command to resume.",
+    )
+    p.add_argument("--model", required=True, help="checkpoint directory or hub model id")
+    p.add_argument("--task", required=True, help="task name (configs/tasks) or task YAML path")
+    p.add_argument("--method", choices=("said", "did"), default="said")
+    p.add_argument("--data-dir", help="local copy in the original layout (default: the hub)")
+    p.add_argument("--out", required=True, help="directory for the records")
+    p.add_argument("--max-train-examples", type=_positive, metavar="N")
+    p.add_argument("--max-eval-examples", type=_positive, metavar="N")
+    p.add_argument("--d-min", type=_positive, metavar="D")
+    p.add_argument("--d-max", type=_positive, metavar="D")
+    p.add_argument("--seed", type=int, help="seed of every run (search.seed)")
+    p.add_argument("--config", help="a probe config YAML (configs/probe/*.yaml) to start from")
+    p.add_argument("--search", help="a search config YAML (configs/probe/search.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="any ProbeConfig field: search.k=3 finetune.max_steps=500 ...")  # fmt: skip
+    p.set_defaults(func=_d90)
+
+
+def _add_probe(sub) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="every task and method of a probe config on one checkpoint",
+        description="Run the d90 search for every task x method of CONFIG on CHECKPOINT. "
+        "Records go to <checkpoint>/../../probe unless the config (or out=...) says otherwise.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint directory (HF layout)")
+    p.add_argument("--config", required=True, help="configs/probe/*.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=_probe)
+
+
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="d90, bracket and runs of every search under a directory")
+    p.add_argument("dir", help="the OUT of `intdim d90` or `intdim probe`")
+    p.add_argument("--json", action="store_true", help="a JSON list of rows instead of a table")
+    p.set_defaults(func=_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intdim",
@@ -55,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="Table 1 (model x task, SAID and DID d90) as Markdown")
     table.add_argument("dir", help="a dir holding records/ (or RUN_DIR with probe/records/)")
     table.set_defaults(func=_table)
+    _add_d90(sub)
+    _add_probe(sub)
+    _add_status(sub)
     return parser
 
 

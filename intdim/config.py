@@ -10,10 +10,11 @@ every checkpoint and in every record.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -27,9 +28,13 @@ def _fields(schema: type) -> str:
 
 
 def load_config(
-    schema: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()
+    schema: type[C],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    values: Sequence[Mapping[str, Any]] = (),
 ) -> C:
-    """Build a `schema` instance from defaults, then a YAML file, then `key=value` overrides."""
+    """Build a `schema` instance from defaults, then a YAML file, then `values` (mappings a
+    command builds from its own flags), then `key=value` overrides."""
     base = OmegaConf.structured(schema)
     layers = []
     if path is not None:
@@ -40,12 +45,13 @@ def load_config(
             layers.append(OmegaConf.load(path))
         except Exception as e:  # yaml errors come in many types
             raise UserError(f"config file {path} is not valid YAML: {_one_line(e)}") from None
+    layers.extend(OmegaConf.create(dict(v)) for v in values)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise UserError(f"override {bad[0]!r} is not of the form key=value")
-    if overrides:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
     try:
+        if overrides:
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(base, *layers)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
@@ -55,6 +61,8 @@ def load_config(
         raise UserError(
             f"bad config{where}: {key}{_one_line(e)} (valid top-level keys: {_fields(schema)})"
         ) from None
+    except yaml.YAMLError as e:  # an override whose value is not YAML (`k=[`)
+        raise UserError(f"bad override value: {_one_line(e)}") from None
     except (TypeError, ValueError) as e:  # raised by a schema's __post_init__
         if isinstance(e, UserError):
             raise

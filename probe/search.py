@@ -185,8 +185,13 @@ def sweep_grid(d_min: int, d_max: int, n: int) -> list[int]:
     return sorted({round(math.exp(math.log(d_min) + span * i / (n - 1))) for i in range(n)})
 
 
+def reaches(value: float, threshold: float) -> bool:
+    """Whether an eval value reaches the threshold (the trainer's early stop uses this too)."""
+    return value >= threshold - _EPS
+
+
 def _reached(rec: Record, threshold: float) -> bool:
-    return rec.status == "ok" and rec.eval_value is not None and rec.eval_value >= threshold - _EPS
+    return rec.status == "ok" and rec.eval_value is not None and reaches(rec.eval_value, threshold)
 
 
 def _best(recs: Sequence[Record], threshold: float | None) -> Record | None:

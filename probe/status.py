@@ -86,14 +86,17 @@ def summarize(
                     "wall_seconds": sum(r.wall_seconds for r in own),
                 }
             )
-    rows.sort(
-        key=lambda r: (
-            _natural(r["checkpoint"]),
-            r["task"],
-            ("full", *SUBSPACE_METHODS).index(r["method"]),
-        )
-    )
+    rows.sort(key=row_key)
     return rows
+
+
+def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Table order: checkpoints in natural order, then task, then full before did before said."""
+    return (
+        _natural(row["checkpoint"]),
+        row["task"],
+        ("full", *SUBSPACE_METHODS).index(row["method"]),
+    )
 
 
 def _num(x: float | None) -> str:
