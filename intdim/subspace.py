@@ -427,16 +427,25 @@ class SubspaceModel(nn.Module):
             thetas = _MaterializeFn.apply(x, lam, self._plan)
             params = dict(zip(self.param_names, thetas, strict=True))
         else:
-            # Evaluation: theta only changes when theta_d does, so it is built once per version.
-            key = (self.theta_d._version, self.theta_d.data_ptr(), self.theta_d.device)
-            if self._cache is None or self._cache[0] != key:
+            # Evaluation: theta only changes when theta_d does, so it is built once per value of
+            # theta_d. The key is theta_d's values (d numbers), not its version counter: fused
+            # optimizers (AdamW(fused=True)) update parameters without bumping the version.
+            theta_d = self.theta_d.detach()
+            cached = self._cache[0] if self._cache is not None else None
+            fresh = (
+                cached is not None
+                and cached.device == theta_d.device
+                and cached.dtype == theta_d.dtype
+                and torch.equal(cached, theta_d)
+            )
+            if not fresh:
                 self._cache = None  # free the old buffer before allocating the new one
                 with torch.no_grad(), _full_precision(self.theta_d.device):
                     x, lam = self._split()
                     flat = torch.empty(self._plan.D, dtype=self._plan.dtype, device=x.device)
                     self._plan.compute(x.float(), lam if self.m else None, flat)
                 views = dict(zip(self.param_names, self._plan.views(flat), strict=True))
-                self._cache = (key, views)
+                self._cache = (theta_d.clone(), views)
             params = dict(self._cache[1])
         for n, p in zip(self._direct_names, self.head_params, strict=True):
             params[n] = p

@@ -205,6 +205,20 @@ def test_eval_mode_caches_theta_until_theta_d_changes():
     torch.testing.assert_close(sub(x), c)
 
 
+def test_eval_cache_sees_updates_that_do_not_bump_the_version_counter():
+    torch.manual_seed(0)
+    sub = wrap(Small(), SubspaceConfig(d=10, method="did"))
+    x = torch.randn(3, 20)
+    with torch.no_grad():
+        before = sub(x)
+        version = sub.theta_d._version
+        sub.theta_d.data.add_(1.0)  # behind autograd's back, as fused optimizers update
+        assert sub.theta_d._version == version
+        after = sub(x)
+    assert not torch.equal(before, after)
+    torch.testing.assert_close(after, sub(x))  # and it equals the differentiable path
+
+
 def test_double_moves_base_but_not_projection_state():
     torch.manual_seed(0)
     model = Small()
