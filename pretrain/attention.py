@@ -27,6 +27,13 @@ ATTENTION = "intdim_cpu_attention"
 # product to the output; measured on the 2-core CPU at 512 tokens, one 32 MB slice was no faster
 # than SDPA, 4 MB slices ~10% faster for the whole forward + backward.
 _SLICE_ELEMENTS = 1 << 20
+# The slices cost ~16 ops per slice and layer where SDPA's math path has a handful. With more than
+# one intra-op thread on a CPU shared with other processes every op waits at an OpenMP barrier for
+# a descheduled thread: interleaved with HF's Trainer at 2 threads on the loaded 2-core machine
+# this path made the trainer 0.78x HF where SDPA gave 1.07x; at 1 thread it gave 1.9-2.1x where
+# SDPA gave 1.76x. So it only runs single-threaded; with more threads the SDPA path runs (still
+# with the compact key-padding mask). Set False to use it with any number of threads.
+_SINGLE_THREAD_ONLY = True
 
 
 def key_padding_mask(*args, attention_mask: torch.Tensor | None = None, mask_function=None,
@@ -62,6 +69,7 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
         or is_causal
         or query.shape[-2] != key.shape[-2]
         or torch.compiler.is_compiling()
+        or (_SINGLE_THREAD_ONLY and torch.get_num_threads() > 1)
     ):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 

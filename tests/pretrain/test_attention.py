@@ -101,7 +101,8 @@ def _tiny_roberta(attention_dropout: float):
     return RobertaForMaskedLM(config)
 
 
-def test_masked_lm_matches_the_plain_model_on_a_padded_batch(tmp_path, small_slices):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_masked_lm_matches_the_plain_model_on_a_padded_batch(tmp_path, small_slices, threads):
     """Training mode, attention dropout on (so the CPU path runs) but negligible: MaskedLM's
     logits at the scored positions and its gradients equal transformers' own model's."""
     hf = _tiny_roberta(attention_dropout=1e-12)
@@ -113,7 +114,12 @@ def test_masked_lm_matches_the_plain_model_on_a_padded_batch(tmp_path, small_sli
     ids[~pad] = 1
     positions = torch.tensor([0, 3, 16, L + 2, L + 16, 2 * L + 4])  # distinct, sorted
     ours.train(), plain.train()
-    logits = ours(ids, pad.long(), positions)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # 1: the sliced path; 2: SDPA with the compact mask
+    try:
+        logits = ours(ids, pad.long(), positions)
+    finally:
+        torch.set_num_threads(before)
     ref = plain(input_ids=ids, attention_mask=pad.long()).logits.reshape(B * L, -1)[positions]
     torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-5)
     logits.square().sum().backward()
