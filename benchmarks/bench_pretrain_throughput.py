@@ -1,10 +1,19 @@
 """Tokens/s of this trainer against Hugging Face's Trainer + DataCollatorForLanguageModeling.
 
 Same model (RobertaForMaskedLM from one config and seed), same corpus and tokenizer, same optimizer
-settings, on CPU. Tokens are real (non-pad) input tokens per second over the timed updates.
+settings, same dtype (fp32) and threads, dropout 0.1 (hidden and attention) on both sides, on CPU.
+Tokens are real (non-pad) input tokens per second over the timed updates.
+
+The two trainers run interleaved in one process, update by update: a callback at the end of each
+HF Trainer step runs one intdim update, so both see the same machine load (on a shared machine
+load swings several-fold within a minute; runs one after the other compare load, not code). An
+HF step is timed from the end of the previous intdim update to its on_step_end (so it includes
+HF's data loading, collation and bookkeeping), an intdim update from there to its end. Printed:
+tokens/s of each over the timed updates, their ratio, and the spread of the per-pair ratios.
 
     PYTHONPATH=. python benchmarks/bench_pretrain_throughput.py            # defaults below
     PYTHONPATH=. python benchmarks/bench_pretrain_throughput.py --steps 20 --layers 6
+    PYTHONPATH=. python benchmarks/bench_pretrain_throughput.py --modes grouped --threads 1
 
 Compared setups:
 - intdim:          packed blocks of 512 (fairseq's complete mode), LM head at masked positions.
@@ -45,6 +54,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=12, help="timed steps (after --warmup)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--modes", choices=["both", "grouped", "line_by_line"], default="both")
     p.add_argument("--cache-dir", default=".cache/intdim/bench")
     return p.parse_args()
 
@@ -66,23 +76,8 @@ def config_for(args, run_dir: str):
     ])  # fmt: skip
 
 
-def bench_intdim(args, run_dir: str) -> tuple[float, float]:
-    from pretrain import train
-
-    run = train.setup(config_for(args, run_dir))
-    try:
-        for _ in range(args.warmup):
-            train.train_update(run)
-        tokens, start = 0, time.perf_counter()
-        for _ in range(args.steps):
-            tokens += train.train_update(run)[1]
-        elapsed = time.perf_counter() - start
-    finally:
-        train.cleanup(run)
-    return tokens / elapsed, tokens / args.steps
-
-
-def bench_hf(args, run_dir: str, mode: str) -> tuple[float, float]:
+def bench_pair(args, run, run_dir: str, mode: str) -> dict:
+    """HF Trainer in `mode`, one intdim update after each of its steps; per-step times/tokens."""
     from transformers import (
         DataCollatorForLanguageModeling,
         Trainer,
@@ -90,6 +85,7 @@ def bench_hf(args, run_dir: str, mode: str) -> tuple[float, float]:
         TrainingArguments,
     )
 
+    from pretrain import train
     from pretrain.data import Corpus, resolve_corpus
     from pretrain.model import build_model
     from pretrain.train import _prepare_data
@@ -120,11 +116,18 @@ def bench_hf(args, run_dir: str, mode: str) -> tuple[float, float]:
         seen.append(int((out["input_ids"] != tokenizer.pad_token_id).sum()))
         return out
 
-    stamps: list[float] = []
+    hf_s: list[float] = []
+    ours_s: list[float] = []
+    ours_tokens: list[int] = []
+    last = [time.perf_counter()]
 
-    class Clock(TrainerCallback):
+    class Interleave(TrainerCallback):
         def on_step_end(self, *a, **k):
-            stamps.append(time.perf_counter())
+            t0 = time.perf_counter()
+            hf_s.append(t0 - last[0])
+            ours_tokens.append(train.train_update(run)[1])
+            last[0] = time.perf_counter()
+            ours_s.append(last[0] - t0)
 
     targs = TrainingArguments(
         output_dir=run_dir, per_device_train_batch_size=batch, max_steps=args.warmup + args.steps,
@@ -135,12 +138,23 @@ def bench_hf(args, run_dir: str, mode: str) -> tuple[float, float]:
     )  # fmt: skip
     trainer = Trainer(
         model=model, args=targs, train_dataset=examples, data_collator=counting_collator,
-        callbacks=[Clock()],
+        callbacks=[Interleave()],
     )  # fmt: skip
+    last[0] = time.perf_counter()
     trainer.train()
-    w = args.warmup
-    tokens = sum(seen[w : w + args.steps])
-    return tokens / (stamps[-1] - stamps[w - 1]), tokens / args.steps
+    w = slice(args.warmup, args.warmup + args.steps)
+    assert len(hf_s) == args.warmup + args.steps, len(hf_s)
+    return {
+        "hf": (sum(seen[w]) / sum(hf_s[w]), sum(seen[w]) / args.steps),
+        "intdim": (sum(ours_tokens[w]) / sum(ours_s[w]), sum(ours_tokens[w]) / args.steps),
+        # per pair: intdim tokens/s over HF tokens/s in adjacent steps
+        "pairs": [
+            (o_tok / o_s) / (h_tok / h_s)
+            for o_tok, o_s, h_tok, h_s in zip(
+                ours_tokens[w], ours_s[w], seen[w], hf_s[w], strict=True
+            )  # fmt: skip
+        ],
+    }
 
 
 def main() -> None:
@@ -152,16 +166,29 @@ def main() -> None:
     print(f"model: {args.layers} layers x {args.hidden} hidden, {args.heads} heads, "
           f"FFN {args.ffn}, vocab {args.vocab_size}; {args.tokens_per_sample} tokens/sample, "
           f"batch {args.batch_size}; {args.steps} timed steps after {args.warmup}")  # fmt: skip
-    results = {}
+    from pretrain import train
+
+    modes = ["grouped", "line_by_line"] if args.modes == "both" else [args.modes]
     with tempfile.TemporaryDirectory() as tmp:
-        results["intdim"] = bench_intdim(args, f"{tmp}/intdim")
-        print(f"intdim: {results['intdim'][0]:,.0f} tokens/s", flush=True)
-        results["hf_grouped"] = bench_hf(args, f"{tmp}/hf_grouped", "grouped")
-        results["hf_line_by_line"] = bench_hf(args, f"{tmp}/hf_lbl", "line_by_line")
-    base = results["intdim"][0]
-    print(f"{'setup':<18}{'tokens/s':>12}{'tokens/step':>14}{'intdim speed-up':>18}")
-    for name, (tok_s, per_step) in results.items():
-        print(f"{name:<18}{tok_s:>12,.0f}{per_step:>14,.0f}{base / tok_s:>17.2f}x")
+        run = train.setup(config_for(args, f"{tmp}/intdim"))
+        try:
+            for _ in range(args.warmup):
+                train.train_update(run)
+            for mode in modes:
+                r = bench_pair(args, run, f"{tmp}/hf_{mode}", mode)
+                pairs = sorted(r["pairs"])
+                print(f"{'setup':<18}{'tokens/s':>12}{'tokens/step':>14}")
+                for name, (tok_s, per_step) in (("intdim", r["intdim"]), (f"hf_{mode}", r["hf"])):
+                    print(f"{name:<18}{tok_s:>12,.0f}{per_step:>14,.0f}")
+                ratio = r["intdim"][0] / r["hf"][0]
+                med = pairs[len(pairs) // 2]
+                print(
+                    f"intdim / hf_{mode}: {ratio:.2f}x over the timed steps; per adjacent pair "
+                    f"min {pairs[0]:.2f}x, median {med:.2f}x, max {pairs[-1]:.2f}x",
+                    flush=True,
+                )
+        finally:
+            train.cleanup(run)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from intdim.errors import UserError
+from pretrain import attention
 from pretrain.config import ModelConfig
 
 PRESETS = {
@@ -84,14 +85,37 @@ def build_model(cfg: ModelConfig, tokenizer, tokens_per_sample: int, seed: int):
 class MaskedLM(nn.Module):
     """Logits at chosen positions: forward(input_ids, attention_mask, positions) -> (n, vocab).
 
-    `positions` are flat indices into input_ids.view(-1). This is the module that DDP, the
-    subspace wrapper and torch.compile wrap; `hf` is the plain transformers model that is saved."""
+    `positions` are flat indices into input_ids.view(-1), distinct (the objectives give them
+    sorted and unique). The whole LM head (dense, GELU, LayerNorm, decoder) runs on those rows
+    only. This is the module that DDP, the subspace wrapper and torch.compile wrap; `hf` is the
+    plain transformers model that is saved. Building it switches the model's attention to
+    `pretrain.attention` (same maths; faster CPU training with dropout and padding); the switch
+    is not saved, checkpoints load with transformers' default attention."""
 
     def __init__(self, hf_model: nn.Module) -> None:
         super().__init__()
         self.hf = hf_model
+        hf_model.config._attn_implementation = attention.register()
 
     def forward(self, input_ids, attention_mask, positions):
         hidden = self.hf.roberta(input_ids, attention_mask=attention_mask).last_hidden_state
-        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
+        hidden = _TakeRows.apply(hidden.reshape(-1, hidden.shape[-1]), positions)
         return self.hf.lm_head(hidden)
+
+
+class _TakeRows(torch.autograd.Function):
+    """x.index_select(0, rows) for distinct rows. index_select's backward is a scatter-add of
+    the gradient (a slow, unvectorised index_add_ on CPU: ~80 ms a batch in the profile); with
+    distinct rows a plain index_copy_ into zeros gives the same gradient."""
+
+    @staticmethod
+    def forward(ctx, x, rows):
+        ctx.save_for_backward(rows)
+        ctx.n_rows = x.shape[0]
+        return x.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rows,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.n_rows, *grad.shape[1:])
+        return out.index_copy_(0, rows, grad), None

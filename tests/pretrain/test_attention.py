@@ -1,0 +1,132 @@
+"""The trainer's CPU attention (pretrain/attention.py) and MaskedLM's row gather compute what
+transformers' SDPA attention and index_select compute."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pretrain import attention
+from pretrain.attention import DropoutAttention
+from pretrain.model import MaskedLM
+
+B, H, L, D = 3, 4, 24, 8
+
+
+@pytest.fixture
+def small_slices(monkeypatch):
+    # 5 (batch x head) rows per slice: 12 rows give slices of 5, 5, 2.
+    monkeypatch.setattr(attention, "_SLICE_ELEMENTS", 5 * L * L)
+
+
+def _qkv(dtype=torch.float64):
+    g = torch.Generator().manual_seed(0)
+    # (B, H, L, D) views of (B, L, H, D) tensors, as transformers passes them.
+    return [
+        torch.randn(B, L, H, D, generator=g, dtype=dtype).transpose(1, 2).requires_grad_()
+        for _ in range(3)
+    ]
+
+
+def _padding():
+    pad = torch.ones(B, L, dtype=torch.bool)
+    pad[1, 17:] = False
+    pad[2, 5:] = False
+    return pad
+
+
+def _bias(pad, dtype=torch.float64):
+    return torch.zeros(B, 1, L, dtype=dtype).masked_fill_(~pad[:, None, :], float("-inf"))
+
+
+def test_matches_sdpa_with_key_padding(small_slices):
+    q, k, v = _qkv()
+    pad = _padding()
+    # keep probability 1 - 1e-12: every probability is kept, so this is attention without dropout
+    out = DropoutAttention.apply(q, k, v, _bias(pad), 1e-12, D**-0.5)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=pad[:, None, None, :])
+    ref = ref.transpose(1, 2)
+    assert out.shape == (B, L, H, D)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g),
+                    strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b)
+
+
+def test_gradients_with_dropout_are_exact(monkeypatch):
+    monkeypatch.setattr(attention, "_SLICE_ELEMENTS", 3 * 6 * 6)  # 4 rows: slices of 3 and 1
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 6, 2, 3, generator=g, dtype=torch.float64).transpose(1, 2)
+               .requires_grad_() for _ in range(3))  # fmt: skip
+    bias = torch.zeros(2, 1, 6, dtype=torch.float64)
+    bias[1, 0, 4:] = float("-inf")
+
+    def f(q, k, v):
+        torch.manual_seed(3)  # the same dropout mask at every evaluation
+        return DropoutAttention.apply(q, k, v, bias, 0.3, 0.7)
+
+    assert torch.autograd.gradcheck(f, (q, k, v))
+
+
+def test_dropout_keeps_nine_in_ten_scaled_and_follows_the_seed(small_slices):
+    n = 64
+    # Uniform attention over n keys and v = identity: out[i, j] = keep_ij / (n * (1 - p)).
+    z = torch.zeros(2, 2, n, n)
+    eye = torch.eye(n).expand(2, 2, n, n)
+    torch.manual_seed(0)
+    out = DropoutAttention.apply(z, z, eye, None, 0.1, 1.0) * n * 0.9
+    keep = out > 0.5
+    torch.testing.assert_close(out[keep], torch.ones(int(keep.sum())))
+    assert (out[~keep] == 0).all()
+    assert abs(keep.float().mean().item() - 0.9) < 0.02
+    torch.manual_seed(0)
+    assert torch.equal(DropoutAttention.apply(z, z, eye, None, 0.1, 1.0) * n * 0.9, out)
+
+
+def _tiny_roberta(attention_dropout: float):
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    config = RobertaConfig(
+        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=attention_dropout, max_position_embeddings=L + 2,
+        type_vocab_size=1, pad_token_id=1, attn_implementation="sdpa",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return RobertaForMaskedLM(config)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_masked_lm_matches_the_plain_model_on_a_padded_batch(tmp_path, small_slices, threads):
+    """Training mode, attention dropout on (so the CPU path runs) but negligible: MaskedLM's
+    logits at the scored positions and its gradients equal transformers' own model's."""
+    hf = _tiny_roberta(attention_dropout=1e-12)
+    plain = copy.deepcopy(hf)
+    ours = MaskedLM(hf)
+    assert hf.config._attn_implementation == attention.ATTENTION
+    pad = _padding()
+    ids = torch.randint(4, 60, (B, L), generator=torch.Generator().manual_seed(1))
+    ids[~pad] = 1
+    positions = torch.tensor([0, 3, 16, L + 2, L + 16, 2 * L + 4])  # distinct, sorted
+    ours.train(), plain.train()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # 1: the sliced path; 2: SDPA with the compact mask
+    try:
+        logits = ours(ids, pad.long(), positions)
+    finally:
+        torch.set_num_threads(before)
+    ref = plain(input_ids=ids, attention_mask=pad.long()).logits.reshape(B * L, -1)[positions]
+    torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-5)
+    logits.square().sum().backward()
+    ref.square().sum().backward()
+    for (name, a), b in zip(hf.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
+    # The switch of attention implementation is not part of the saved model.
+    hf.save_pretrained(tmp_path)
+    assert attention.ATTENTION not in (tmp_path / "config.json").read_text()
+    assert "attn_implementation" not in json.loads((tmp_path / "config.json").read_text())
