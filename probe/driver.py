@@ -179,7 +179,8 @@ def run_one(spec: RunSpec, env: RunEnv) -> Record:
         steps=outcome.steps,
         wall_seconds=round(outcome.wall_seconds, 3),
         majority_baseline=task.data.majority_baseline if spec.method == "full" else None,
-        config=env.config,
+        # The report's d90-vs-parameter-count figure reads the model size from here.
+        config={**env.config, "num_parameters": outcome.num_parameters},
         software=software_versions(),
         **_identity(spec),
     )

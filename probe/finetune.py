@@ -101,6 +101,7 @@ class RunOutcome:
     best_step: int = 0
     wall_seconds: float = 0.0
     stopped: str = "budget"  # budget | stop_at | patience | unstable
+    num_parameters: int | None = None  # of the model (theta_D), for the d90-vs-size figure
 
 
 def resolve_device(name: str) -> torch.device:
@@ -196,6 +197,8 @@ def finetune(spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig) 
     device = resolve_device(cfg.device)
     amp = _autocast_dtype(cfg.precision, device)
     trainable = build_trainable(spec, model, task.data.num_labels)
+    base = getattr(trainable, "base", trainable)  # the model itself under a subspace wrapper
+    num_parameters = sum(p.numel() for p in base.parameters())
     trainable.to(device)
     params = [p for p in trainable.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=cfg.weight_decay)
@@ -256,7 +259,11 @@ def finetune(spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig) 
 
     if stopped == "unstable":
         return RunOutcome(
-            "unstable", steps=step, wall_seconds=time.perf_counter() - start, stopped=stopped
+            "unstable",
+            steps=step,
+            wall_seconds=time.perf_counter() - start,
+            stopped=stopped,
+            num_parameters=num_parameters,
         )
     assert best is not None  # the last step always evaluates
     with torch.no_grad():
@@ -271,4 +278,5 @@ def finetune(spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig) 
         best_step=best_step,
         wall_seconds=time.perf_counter() - start,
         stopped=stopped,
+        num_parameters=num_parameters,
     )

@@ -7,6 +7,7 @@ from intdim.config import load_config
 from intdim.errors import UserError
 from probe.config import ProbeConfig
 from probe.driver import make_env, run_search, run_specs, search_all
+from probe.finetune import load_model
 from probe.records import read_records
 from probe.search import RunSpec, SearchKey
 
@@ -53,6 +54,8 @@ def test_search_finds_d90_and_a_rerun_runs_nothing(tiny_ckpt, sst2_dir, tmp_path
     full = [r for r in records if r.method == "full"]
     assert len(full) == 1 and full[0].majority_baseline == pytest.approx(0.47)
     assert all(r.train_value is not None and r.config["settings"] for r in records)
+    n_params = sum(p.numel() for p in load_model(str(tiny_ckpt), 2).parameters())
+    assert all(r.config["num_parameters"] == n_params for r in records)  # for Figure 3
     # the subspace runs were given the threshold and stopped early when they reached it
     said = [r for r in records if r.method == "said"]
     assert all(r.stop_at == pytest.approx(result.threshold) for r in said)
