@@ -338,8 +338,7 @@ class Watcher:
         info = json.loads(path.read_text(encoding="utf-8"))
         if info.get("executor") != self.backend.kind or self.backend.kind == "debug":
             return False
-        state = self.backend.status([str(info["job_id"])]).get(str(info["job_id"]))
-        return state is not None and state.state in ("failed", "succeeded")
+        return self.backend.ended(str(info["job_id"]))
 
     def run(self) -> int:
         self.log(

@@ -189,6 +189,16 @@ class Backend:
                 )
         return out
 
+    def ended(self, job_id: str) -> bool:
+        """The scheduler's word alone (no result file): will this job run no more? A job that
+        was requeued left the result of its first run behind, so files would mislead here."""
+        if self.kind == "debug":
+            return True
+        if self.kind == "local":
+            return self._local_alive([job_id])[job_id] != "RUNNING"
+        state = self._sacct([job_id]).get(job_id)
+        return state is not None and state.split()[0] in _ENDED
+
     def _local_alive(self, job_ids: Sequence[str]) -> dict[str, str]:
         states = {}
         for j in job_ids:
