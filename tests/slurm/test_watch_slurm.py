@@ -171,7 +171,8 @@ def test_watcher_killed_and_restarted_submits_nothing_twice_and_retries_a_failin
     job_ids = [a.job_id for e in entries.values() for a in e.attempts]
     # submitit leaves one submission pickle per array task: every job ever submitted from this
     # run is in the journal, and no job id twice.
-    pickles = {p.name.removesuffix("_submitted.pkl") for p in (run / "jobs" / "probe").glob("*_submitted.pkl")}  # fmt: skip
+    folder = run / "jobs" / "probe"
+    pickles = {p.name.removesuffix("_submitted.pkl") for p in folder.glob("*_submitted.pkl")}
     assert sorted(job_ids) == sorted(pickles)
     recs = read_records(run / "probe")
     failed = [r for r in recs if r.status == "failed"]
