@@ -140,10 +140,10 @@ def test_watcher_killed_and_restarted_submits_nothing_twice_and_retries_a_failin
         save_tiny_checkpoint(run / "checkpoints" / f"checkpoint_{updates}", seed=seed)
     (run / "DONE").write_text("{}")
     cmd = [
-        PY, "-m", "intdim.cli", "watch", str(run), "--executor", "slurm",
-        "--probe", str(REPO / "configs/probe/tiny.yaml"),
+        PY, "-m", "intdim.cli", "watch", str(run), *task_dirs, *PROBE_FAST,
+        "--executor", "slurm", "--probe", str(REPO / "configs/probe/tiny.yaml"),
         "--cluster", str(REPO / "configs/cluster/dev.yaml"),
-        "--poll-seconds", "1", "--max-retries", "1", *task_dirs, *PROBE_FAST,
+        "--poll-seconds", "1", "--max-retries", "1",
     ]  # fmt: skip
     bad_env = {**env(), "INTDIM_PROBE_FAULT": "checkpoint_2/mrpc/full/*"}
     journal = run / "probe" / "journal"
