@@ -7,7 +7,8 @@ asks the scheduler (sacct/squeue) with 50 jobs in flight.
 
 The jobs train nothing: full fine-tuning "runs" return at once (so the searches start), every
 subspace run sleeps for an hour (so it stays in flight) — the scheduler traffic is the watcher's
-alone. The probe config is tiny.yaml in sweep mode with 25 points x 2 tasks = 50 runs in flight.
+alone. The probe config is tiny.yaml in sweep mode, 9 points x 2 tasks per checkpoint: 3
+checkpoints put 54 runs in flight.
 Every job it submitted is cancelled at the end.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,29 +57,35 @@ def main() -> None:
     cfg = load_config(
         ProbeConfig,
         REPO / "configs/probe/tiny.yaml",
-        ["search.mode=sweep", "search.sweep_points=25", "search.lrs=[0.01]"],
+        ["search.mode=sweep", "search.sweep_points=9", "search.lrs=[0.01]"],
     )
     backend = Backend("slurm", run / "jobs")
     w = Watcher(run, cfg, backend, WatchConfig(poll_seconds=args.poll_seconds, max_parallel=64),
                 log=lambda line: None, job_fn=sleepy_job)  # fmt: skip
     landed: dict[str, float] = {}
     latencies = []
-    start = time.time()
-    # Checkpoints land at times unrelated to the poll phase (every 1.37 polls).
-    next_land, n = start + 1.0, 0
+
+    def lander() -> None:
+        # Checkpoints land from another thread, at times unrelated to the poll phase.
+        for n in range(1, args.landings + 1):
+            time.sleep(1.37 * args.poll_seconds if n > 1 else 0.3 * args.poll_seconds)
+            landed[f"checkpoint_{n}"] = land(run, n)
+
+    threading.Thread(target=lander, daemon=True).start()
     measuring_since, queries_at = None, 0
     while True:
-        now = time.time()
-        if n < args.landings and now >= next_land:
-            n += 1
-            landed[f"checkpoint_{n}"] = land(run, n)
-            next_land = now + 1.37 * args.poll_seconds
         w.poll()
-        for name, t in landed.items():
+        n = len(landed)
+        for name, t in list(landed.items()):
             if name in w.submitted_at and name not in [x[0] for x in latencies]:
                 latencies.append((name, w.submitted_at[name] - t))
         flying = len(w.journal.in_flight())
-        if measuring_since is None and n == args.landings and flying >= 50:
+        if (
+            measuring_since is None
+            and n == args.landings
+            and flying >= 50
+            and len(latencies) == args.landings
+        ):
             measuring_since, queries_at = time.time(), backend.queries
         if measuring_since and time.time() - measuring_since >= args.minutes * 60:
             break
