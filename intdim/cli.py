@@ -12,6 +12,8 @@ import sys
 
 from intdim.errors import UserError
 
+EXECUTORS = ("local", "slurm", "debug")  # slurm.backend.EXECUTORS; not imported: no submitit here
+
 
 def _demo(args: argparse.Namespace) -> int:
     from intdim.demo import main
@@ -20,9 +22,36 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from pretrain.cli import run
+    if args.executor is None and args.probe is None and args.cluster is None:
+        from pretrain.cli import run
 
-    return run(args.config, args.overrides)
+        return run(args.config, args.overrides)
+    from slurm.launch import pretrain
+
+    return pretrain(
+        args.config,
+        args.overrides,
+        args.executor,
+        cluster=args.cluster,
+        probe=args.probe,
+        probe_overrides=args.probe_set or [],
+        poll_seconds=args.poll_seconds,
+    )
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from slurm.launch import watch
+
+    return watch(
+        args.run_dir,
+        args.probe,
+        executor=args.executor,
+        cluster=args.cluster,
+        overrides=args.overrides,
+        poll_seconds=args.poll_seconds,
+        max_retries=args.max_retries,
+        max_parallel=args.max_parallel,
+    )
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -123,6 +152,26 @@ def _add_status(sub) -> None:
     p.set_defaults(func=_status)
 
 
+def _add_watch(sub) -> None:
+    p = sub.add_parser(
+        "watch",
+        help="probe every checkpoint of a run as it lands (jobs through an executor)",
+        description="Poll RUN_DIR/checkpoints; for every complete checkpoint and task of the "
+        "probe config, run full fine-tuning and the d90 search as jobs. Exits when RUN_DIR/DONE "
+        "exists and every probe is settled. Kill it any time and start it again: it submits "
+        "nothing twice.",
+    )
+    p.add_argument("run_dir", help="the pretraining run directory")
+    p.add_argument("--probe", required=True, metavar="PROBE_CONFIG", help="configs/probe/*.yaml")
+    p.add_argument("--executor", choices=EXECUTORS, default="local")
+    p.add_argument("--cluster", help="a cluster profile, configs/cluster/*.yaml")
+    p.add_argument("--poll-seconds", type=float, help="seconds between scans (default 30)")
+    p.add_argument("--max-retries", type=int, help="resubmissions of a failed run (default 2)")
+    p.add_argument("--max-parallel", type=_positive, help="runs in flight at once")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="probe config fields")
+    p.set_defaults(func=_watch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intdim",
@@ -134,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="masked-LM pretraining with checkpoints (resumes)")
     pre.add_argument("config", help="a YAML file, e.g. configs/pretrain/tiny.yaml")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields")
+    pre.add_argument("--executor", choices=EXECUTORS,
+                     help="run it as a job: local (subprocess), slurm, debug (in process); "
+                     "default: in this process, or local with --probe")  # fmt: skip
+    pre.add_argument("--cluster", help="a cluster profile, configs/cluster/*.yaml")
+    pre.add_argument("--probe", metavar="PROBE_CONFIG",
+                     help="also watch the run: probe every checkpoint as it lands")  # fmt: skip
+    pre.add_argument("--probe-set", action="append", metavar="key=value",
+                     help="override a probe config field (repeat)")  # fmt: skip
+    pre.add_argument("--poll-seconds", type=float, help="the watcher's poll interval")
     pre.set_defaults(func=_pretrain)
     plot = sub.add_parser("plot", help="the paper's figures (PNG and PDF) from a run's records")
     plot.add_argument("dir", help="a run dir, a probe output dir, or any dir holding records/")
@@ -144,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_d90(sub)
     _add_probe(sub)
     _add_status(sub)
+    _add_watch(sub)
     return parser
 
 

@@ -161,14 +161,8 @@ def run_one(spec: RunSpec, env: RunEnv) -> Record:
         last = traceback.extract_tb(e.__traceback__)[-1:]
         where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
         message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return Record(
-            status="failed",
-            error=f"{type(e).__name__}: {message}{where}",
-            metric=task.data.spec.primary_metric if task else "accuracy",
-            config=env.config,
-            software=software_versions(),
-            **_identity(spec),
-        )
+        metric = task.data.spec.primary_metric if task else "accuracy"
+        return failed_record(spec, env, f"{type(e).__name__}: {message}{where}", metric)
     primary = task.data.spec.primary_metric
     return Record(
         status=outcome.status,
@@ -181,6 +175,19 @@ def run_one(spec: RunSpec, env: RunEnv) -> Record:
         majority_baseline=task.data.majority_baseline if spec.method == "full" else None,
         # The report's d90-vs-parameter-count figure reads the model size from here.
         config={**env.config, "num_parameters": outcome.num_parameters},
+        software=software_versions(),
+        **_identity(spec),
+    )
+
+
+def failed_record(spec: RunSpec, env: RunEnv, error: str, metric: str = "accuracy") -> Record:
+    """The record of a run that could not finish (an exception here, or a job that kept
+    failing under a job executor)."""
+    return Record(
+        status="failed",
+        error=error,
+        metric=metric,
+        config=env.config,
         software=software_versions(),
         **_identity(spec),
     )
