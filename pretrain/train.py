@@ -336,7 +336,12 @@ def save(run: Run) -> Path | None:
     """Write checkpoint_<updates> atomically (all ranks contribute their RNG state)."""
     dist = run.dist
     final = ckpt.checkpoints_root(run.run_dir) / f"checkpoint_{run.updates}"
-    if final.exists():
+    # Decide together whether it already exists: rank 0 renames the checkpoint into place after
+    # the last barrier below, so a fast rank calling save() again (the final save right after a
+    # periodic one) could see no checkpoint while rank 0 sees it, and the ranks would then wait at
+    # different barriers for ever (seen as a hang of the two-process test).
+    exists = torch.tensor([1.0 if final.exists() else 0.0], device=dist.device)
+    if distributed.all_reduce(dist, exists, op=torch.distributed.ReduceOp.MAX).item():
         return final
     tmp = ckpt.temp_dir(run.run_dir, run.updates, os.environ.get("TORCHELASTIC_RUN_ID", "x"))
     if dist.is_main:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -102,7 +103,13 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, corpus, cache_dir):
                                                           "optim.update_freq": 2}))  # fmt: skip
     two = tmp_path / "two"
     cfg = tiny_config(two, corpus, cache_dir, **common, **{"optim.batch_size": 2})
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg), nprocs=2, join=True)
+    workers = mp.spawn(_ddp_worker, args=(2, _free_port(), cfg), nprocs=2, join=False)
+    deadline = time.monotonic() + 300  # a collective mismatch hangs for ever: fail instead
+    while not workers.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in workers.processes:
+                p.kill()
+            pytest.fail("the two DDP processes hung (a collective reached by one rank only?)")
     a, b = _losses(one), _losses(two)
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert all(abs(a[u] - b[u]) < 1e-5 for u in a)
