@@ -125,6 +125,8 @@ def status(out: str, as_json: bool = False) -> int:
     folder = Path(out)
     if not folder.is_dir():
         raise UserError(f"{folder} does not exist; pass the --out of a d90 or probe run")
+    if not (folder / "records").is_dir() and (folder / "probe").is_dir():
+        folder = folder / "probe"  # a pretraining RUN_DIR: the watcher writes to RUN_DIR/probe
     rows = status_rows(read_records(folder))
     if as_json:
         print(json.dumps(rows, indent=2))

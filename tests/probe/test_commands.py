@@ -46,7 +46,14 @@ def test_d90_end_to_end_prints_one_result_line_and_resumes(tiny_ckpt, sst2_dir, 
     assert keys <= set(said) and said["status"] == "done" and said["d90"] == int(m[1])
     assert said["lo"] == int(m[2]) and said["runs"]["ok"] == len(records) - 1
     assert main(["status", str(out)]) == 0
-    assert "checkpoint_100  sst2  said" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "checkpoint_100  sst2  said" in table
+    # a pretraining RUN_DIR works too: the watcher's records are under RUN_DIR/probe
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "probe").symlink_to(out, target_is_directory=True)
+    assert main(["status", str(run_dir)]) == 0
+    assert capsys.readouterr().out == table
 
 
 def test_probe_runs_every_task_into_the_run_dirs_probe_folder(tiny_ckpt, tmp_path, capsys):
