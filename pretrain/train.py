@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import logging
 import math
@@ -450,6 +451,14 @@ def _truncate_log(path: Path, updates: int) -> None:
 def cleanup(run: Run | None) -> None:
     if run is not None and run.writer is not None:
         run.writer.close()
+    if run is not None and run.dist.enabled:
+        # DDP's Reducer holds the gloo process group; if it is freed only at interpreter exit,
+        # after the other rank has gone, ~ProcessGroupGloo can wait for that rank for ever (seen
+        # as an intermittent hang of the two-process test). Free it while every rank is alive.
+        distributed.barrier(run.dist)
+        run.forward = None
+        gc.collect()
+        distributed.barrier(run.dist)
     distributed.cleanup(run.dist if run is not None else distributed.DistInfo())
 
 
