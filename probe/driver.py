@@ -138,18 +138,6 @@ def _first_difference(old: Mapping[str, Any], new: Mapping[str, Any], prefix: st
 # --------------------------------------------------------------------------- one run
 
 
-def _identity(spec: RunSpec) -> dict[str, Any]:
-    return dict(
-        checkpoint=spec.checkpoint,
-        task=spec.task,
-        method=spec.method,
-        d=spec.d,
-        lr=spec.lr,
-        seed=spec.seed,
-        stop_at=spec.stop_at,
-    )
-
-
 def run_one(spec: RunSpec, env: RunEnv) -> Record:
     """Train one run and describe it as a Record. An exception becomes a `failed` record (the
     search decides whether it matters); an interrupt propagates and leaves no record."""
@@ -176,7 +164,7 @@ def run_one(spec: RunSpec, env: RunEnv) -> Record:
         # The report's d90-vs-parameter-count figure reads the model size from here.
         config={**env.config, "num_parameters": outcome.num_parameters},
         software=software_versions(),
-        **_identity(spec),
+        **spec.record_fields(),
     )
 
 
@@ -189,7 +177,7 @@ def failed_record(spec: RunSpec, env: RunEnv, error: str, metric: str = "accurac
         metric=metric,
         config=env.config,
         software=software_versions(),
-        **_identity(spec),
+        **spec.record_fields(),
     )
 
 

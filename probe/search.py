@@ -38,6 +38,7 @@ The rules (docs/probe.md has the long version):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,10 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         return run_id(self.checkpoint, self.task, self.method, self.d, self.lr, self.seed)
+
+    def record_fields(self) -> dict:
+        """The fields a Record of this run carries to say which run it is."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -92,16 +92,7 @@ class StepModel:
 
 def fake_run(spec: RunSpec, curve: Curve, steps: StepModel, majority: float = 0.5) -> Record:
     """The record the real trainer would write for `spec`, from the synthetic curve."""
-    common = dict(
-        checkpoint=spec.checkpoint,
-        task=spec.task,
-        method=spec.method,
-        d=spec.d,
-        lr=spec.lr,
-        seed=spec.seed,
-        stop_at=spec.stop_at,
-        finished_at="",
-    )
+    common = dict(spec.record_fields(), finished_at="")
     if spec.method == "full":
         return Record(
             status="ok",
