@@ -24,6 +24,8 @@ from collections.abc import Iterator
 
 import torch
 
+from intdim.buffers import SCRATCH
+
 MAX_LOG2 = 26  # 2^22 is what d <= 4M needs; a little headroom costs nothing.
 # Digit size per device: 16x16 factors are the fewest flops that still run as efficient matmuls on
 # CPU; on GPU flops are cheap and every factor is a pass over memory, so 64x64 factors (2 passes for
@@ -37,6 +39,11 @@ _CHUNK_ELEMS = {"cpu": 1 << 19, "cuda": 1 << 26}
 def chunk_elems(device: torch.device) -> int:
     return _CHUNK_ELEMS.get(device.type, _CHUNK_ELEMS["cpu"])
 
+
+# Up to this many elements (and n >= 4) a call is a couple of small products: n = a * b as a matrix
+# X (a x b) per row, H_a X H_b. More flops than the digit loop, but two dispatches: for one row of
+# 1024 (Fastfood's G H B x) 6 us instead of 39 us, which the per-call work above dominated.
+SMALL_ELEMS = 1 << 14
 
 _H_CACHE: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
@@ -92,55 +99,99 @@ def _ieee_fp32(device: torch.device) -> Iterator[None]:
         matmul.allow_tf32 = old
 
 
-def _transform_rows(x: torch.Tensor, radices: list[int], out: torch.Tensor, scale: float) -> None:
-    """out = scale * x @ H_n for a 2-D chunk x of shape (rows, n); float32/64; out may alias x."""
+def _transform_rows(
+    x: torch.Tensor,
+    radices: list[int],
+    out: torch.Tensor,
+    scale: float,
+    add: torch.Tensor | None = None,
+) -> None:
+    """out = scale * x @ H_n (+ add) for a 2-D chunk x of shape (rows, n); float32/64.
+
+    `out` may alias `x`; `add` (same shape) may alias `out`. Intermediate digits go to two work
+    buffers from SCRATCH (fresh ones would page-fault on CPU, see intdim.buffers).
+    """
     rows, n = x.shape
+    last = len(radices) - 1
+    work = [SCRATCH.take(x.numel(), x.dtype, x.device) for _ in range(min(last, 2))]
     y = x
     after = n
-    last = len(radices) - 1
     for i, r in enumerate(radices):
         after //= r
         h = _factor(r, y.dtype, y.device)
         if i == 0 and scale != 1.0:
             h = h * scale  # fold the scale into a 16x16 factor: no extra pass over the data
-        # The last factor writes straight into `out` (earlier ones read x, so aliasing is safe).
-        dst = out if i == last and last > 0 else None
-        if after == 1:
-            y = torch.mm(y.reshape(-1, r), h, out=None if dst is None else dst.view(-1, r))
-        else:
+        if i < last:
             # (rows * before, r, after): multiply the middle axis by H_r (symmetric).
-            res = None if dst is None else dst.view(-1, r, after)
-            y = torch.matmul(h, y.reshape(-1, r, after), out=res)
-    if last == 0:
-        out.copy_(y.reshape(rows, n))
+            dst = work[i % 2].view(-1, r, after)
+            y = torch.matmul(h, y.reshape(-1, r, after), out=dst)
+            continue
+        # The last digit (after == 1) is one tall matmul straight into `out`, plus `add` if any.
+        # Only a single-digit transform can read `x` here, and then `out` may alias it.
+        y2 = y.reshape(-1, r)
+        if last == 0 and out.data_ptr() == x.data_ptr():
+            res = torch.mm(y2, h) if add is None else torch.addmm(add.reshape(-1, r), y2, h)
+            out.view(-1, r).copy_(res)
+        elif add is None:
+            torch.mm(y2, h, out=out.view(-1, r))
+        else:
+            torch.addmm(add.reshape(-1, r), y2, h, out=out.view(-1, r))
+    SCRATCH.give(*work)
 
 
-def fwht_(x: torch.Tensor, out: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-    """The transform without autograd, times `scale`. `out` may alias `x`."""
+def fwht_(
+    x: torch.Tensor,
+    out: torch.Tensor | None = None,
+    scale: float = 1.0,
+    add: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The transform without autograd, times `scale`, plus `add` if given (shaped like `x`).
+
+    `out` may alias `x` (and `add`). Adding inside the last matmul saves a pass over the data.
+    """
     n = x.shape[-1]
     _check_length(n)
     compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     rows2d = x.reshape(-1, n)
+    add2d = None if add is None else add.reshape(-1, n)
+    if n < 4 or (rows2d.numel() <= SMALL_ELEMS and x.device.type == "cpu"):
+        y = _small(rows2d, scale, add2d, compute)
+        if out is None:
+            return y.to(x.dtype).view(x.shape)
+        out.view(-1, n).copy_(y)
+        return out
     if out is None:
         out = torch.empty_like(x)
     out2d = out.view(-1, n)
     radices = _radices(n, _RADIX_BITS.get(x.device.type, 4))
-    if not radices:
-        out2d.copy_(rows2d * scale)
-        return out
     step = max(1, chunk_elems(x.device) // n)
     with _ieee_fp32(x.device):
         for i in range(0, rows2d.shape[0], step):
             chunk = rows2d[i : i + step]
+            plus = None if add2d is None else add2d[i : i + step]
             if chunk.dtype != compute:
                 chunk = chunk.to(compute)
+            if plus is not None and plus.dtype != compute:
+                plus = plus.to(compute)
             if out2d.dtype == compute:
-                _transform_rows(chunk, radices, out2d[i : i + step], scale)
+                _transform_rows(chunk, radices, out2d[i : i + step], scale, plus)
             else:
                 tmp = torch.empty_like(chunk)
-                _transform_rows(chunk, radices, tmp, scale)
+                _transform_rows(chunk, radices, tmp, scale, plus)
                 out2d[i : i + step].copy_(tmp)
     return out
+
+
+def _small(x: torch.Tensor, scale: float, add: torch.Tensor | None, compute) -> torch.Tensor:
+    """scale * x @ H_n (+ add) for a small 2-D x, as H_a X H_b per row (n = a * b), new tensor."""
+    rows, n = x.shape
+    k = n.bit_length() - 1
+    a, b = 1 << (k // 2), 1 << (k - k // 2)
+    y = torch.matmul(_factor(a, compute, x.device), x.to(compute).view(rows, a, b))
+    y = torch.matmul(y, _factor(b, compute, x.device)).view(rows, n)
+    if add is not None:
+        return torch.add(add.to(compute), y, alpha=scale)
+    return y if scale == 1.0 else y.mul_(scale)
 
 
 class _FWHT(torch.autograd.Function):

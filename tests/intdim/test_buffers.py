@@ -32,3 +32,27 @@ def test_a_different_shape_or_dtype_allocates():
     del a
     b = pool.get(10, torch.float64, torch.device("cpu"))
     assert b.dtype == torch.float64 and b.numel() == 10
+
+
+def test_scratch_hands_a_buffer_out_again_only_after_it_is_given_back():
+    from intdim.buffers import Scratch
+
+    pool = Scratch()
+    cpu = torch.device("cpu")
+    a = pool.take(1000, torch.float32, cpu)
+    b = pool.take(1000, torch.float32, cpu)
+    assert a.data_ptr() != b.data_ptr()  # both in use: two buffers
+    pool.give(a)
+    assert pool.take(1000, torch.float32, cpu).data_ptr() == a.data_ptr()
+    assert pool.take(1000, torch.float32, cpu).data_ptr() not in (a.data_ptr(), b.data_ptr())
+
+
+def test_scratch_keeps_no_more_than_its_limit(monkeypatch):
+    from intdim.buffers import Scratch
+
+    monkeypatch.setattr(Scratch, "MAX_BYTES", 4000)
+    pool = Scratch()
+    cpu = torch.device("cpu")
+    a, b = pool.take(1000, torch.float32, cpu), pool.take(1000, torch.float32, cpu)
+    pool.give(a, b)  # 4000 bytes each: only the first is kept
+    assert pool._bytes == 4000

@@ -76,3 +76,17 @@ def test_rejects_non_power_of_two(n):
 def test_rejects_integer_input():
     with pytest.raises(TypeError, match="floating"):
         fwht(torch.ones(4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("n", [2, 16, 1024, 4096, 1 << 15])
+@pytest.mark.parametrize("rows", [1, 7])
+def test_scale_and_add_are_fused_into_the_transform(n, rows):
+    x = torch.randn(rows, n, dtype=torch.float64)
+    add = torch.randn(rows, n, dtype=torch.float64)
+    expected = 0.25 * x @ hadamard_matrix(n, torch.float64) + add
+    torch.testing.assert_close(fwht_(x, scale=0.25, add=add), expected)
+    out = x.clone()
+    fwht_(out, out=out, scale=0.25, add=add)  # in place
+    torch.testing.assert_close(out, expected)
+    fwht_(x, out=add, scale=0.25, add=add)  # `add` aliasing `out`
+    torch.testing.assert_close(add, expected)
