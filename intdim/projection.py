@@ -37,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from intdim.buffers import ReusableBuffer
+from intdim.buffers import SCRATCH, ReusableBuffer
 from intdim.errors import UserError
 from intdim.hadamard import chunk_elems, fwht_
 from intdim.registry import Registry
@@ -74,12 +74,23 @@ class Projection(nn.Module):
         raise NotImplementedError
 
     def forward_rows(
-        self, prep: torch.Tensor, b0: int, b1: int, out: torch.Tensor | None = None
+        self,
+        prep: torch.Tensor,
+        b0: int,
+        b1: int,
+        out: torch.Tensor | None = None,
+        add: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Rows of P x for blocks b0..b1 as (b1-b0, block); written into flat `out` if given."""
+        """Rows of P x (+ `add`) for blocks b0..b1 as (b1-b0, block); into flat `out` if given.
+
+        `add` (float32, (b1-b0) * block elements) may alias `out`.
+        """
         raise NotImplementedError
 
-    def transpose_rows(self, g: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+    def transpose_rows(
+        self, g: torch.Tensor, b0: int, b1: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-block P_b^T g_b as (b1-b0, K); written into flat `out` if given."""
         raise NotImplementedError
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
@@ -199,6 +210,7 @@ class FastfoodProjection(Projection):
         self.register_buffer("perm", perm, persistent=False)
         self.register_buffer("inv", inv, persistent=False)
         self._offsets: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._gather: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
     def prep_size(self) -> int:
         return self.block
@@ -206,17 +218,20 @@ class FastfoodProjection(Projection):
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """y' = G H B pad(x): the part shared by all blocks."""
         padded = torch.zeros(self.block, dtype=torch.float32, device=x.device)
-        padded[: self.d] = x.float()
-        return fwht_(padded * self.B) * self.G
+        torch.mul(x.float(), self.B[: self.d], out=padded[: self.d])
+        return fwht_(padded).mul_(self.G)
 
-    def forward_rows(self, prep, b0, b1, out=None):
+    def forward_rows(self, prep, b0, b1, out=None, add=None):
         rows = b1 - b0
-        z = None if out is None else out.view(rows, self.block)
-        # Pi_i y' for each block: a gather from LL floats (cache-resident), then H, in place.
-        idx = self.perm[b0:b1].int().view(-1)
-        z = torch.index_select(prep, 0, idx, out=None if z is None else z.view(-1))
-        z = z.view(rows, self.block)
-        return fwht_(z, out=z, scale=self.scale)
+        if out is None:
+            out = torch.empty(rows * self.block, dtype=torch.float32, device=prep.device)
+        # Pi_i y' for each block: a gather from LL floats (cache-resident), then H (+ add).
+        z = SCRATCH.take(rows * self.block, torch.float32, prep.device)
+        torch.index_select(prep, 0, self.perm[b0:b1].int().view(-1), out=z)
+        res = out.view(rows, self.block)
+        fwht_(z.view(rows, self.block), out=res, scale=self.scale, add=add)
+        SCRATCH.give(z)
+        return res
 
     def _row_offsets(self, rows: int, device: torch.device) -> torch.Tensor:
         key = (rows, device)
@@ -227,14 +242,39 @@ class FastfoodProjection(Projection):
             ).unsqueeze(1)
         return off
 
-    def transpose_rows(self, g: torch.Tensor, b0: int, b1: int) -> torch.Tensor:
+    def _gather_index(self, b0: int, b1: int, device: torch.device) -> torch.Tensor:
+        """inv of blocks b0..b1 as flat indices into their (b1-b0) * LL rows, int32.
+
+        Small models keep it per chunk (it is rebuilt by every backward otherwise: a pass over D);
+        big models build it each time, into a scratch buffer (the cache would double their state).
+        """
+        key = (b0, b1, device)
+        idx = self._gather.get(key)
+        if idx is not None:
+            return idx
+        rows = b1 - b0
+        off = self._row_offsets(rows, device)
+        if self.D >= SMALL_MODEL:
+            idx = SCRATCH.take(rows * self.block, torch.int32, device)
+            torch.add(self.inv[b0:b1].int(), off, out=idx.view(rows, self.block))
+            return idx
+        idx = self._gather[key] = (self.inv[b0:b1].int() + off).view(-1)
+        return idx
+
+    def transpose_rows(self, g, b0, b1, out=None):
         """Pi_i^T H (s g_i) for each block i: the per-block terms of P^T g before G H B."""
-        v = fwht_(g.float().contiguous(), scale=self.scale)
-        idx = self.inv[b0:b1].int() + self._row_offsets(b1 - b0, v.device)
-        return torch.index_select(v.view(-1), 0, idx.view(-1)).view(b1 - b0, self.block)
+        rows = b1 - b0
+        v = SCRATCH.take(rows * self.block, torch.float32, g.device)
+        fwht_(g.float().contiguous(), out=v.view(rows, self.block), scale=self.scale)
+        idx = self._gather_index(b0, b1, v.device)
+        out = torch.index_select(v, 0, idx, out=out)
+        if self.D >= SMALL_MODEL:
+            SCRATCH.give(idx)
+        SCRATCH.give(v)
+        return out.view(rows, self.block)
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
-        return (fwht_(acc * self.G) * self.B)[: self.d]
+        return fwht_(acc * self.G)[: self.d] * self.B[: self.d]
 
     def forward_rows_at(self, prep, blocks):
         z = torch.index_select(prep, 0, self.perm[blocks].int().view(-1))
@@ -248,6 +288,7 @@ class FastfoodProjection(Projection):
 
     def _apply(self, fn, recurse=True):
         self._offsets = {}
+        self._gather = {}
         return super()._apply(fn, recurse)
 
 
@@ -287,16 +328,23 @@ class DenseProjection(_RowMatrixProjection):
         m /= m[:D].norm(dim=0, keepdim=True)
         self.register_buffer("P", m, persistent=False)
 
-    def forward_rows(self, prep, b0, b1, out=None):
+    def forward_rows(self, prep, b0, b1, out=None, add=None):
         rows = self.P[b0 * self.block : b1 * self.block]
         res = (rows @ prep).view(b1 - b0, self.block)
+        if add is not None:
+            res += add.view_as(res)
         if out is not None:
             out.view_as(res).copy_(res)
+            return out.view_as(res)
         return res
 
-    def transpose_rows(self, g, b0, b1):
+    def transpose_rows(self, g, b0, b1, out=None):
         rows = self.P[b0 * self.block : b1 * self.block].view(b1 - b0, self.block, self.d)
-        return torch.einsum("nbd,nb->nd", rows, g.float())
+        res = torch.einsum("nbd,nb->nd", rows, g.float())
+        if out is not None:
+            out.view_as(res).copy_(res)
+            return out.view_as(res)
+        return res
 
 
 @PROJECTIONS.register("sparse")
@@ -333,19 +381,26 @@ class SparseProjection(_RowMatrixProjection):
     def _entries(self, b0: int, b1: int) -> slice:
         return slice(int(self.start[b0]), int(self.start[b1]))
 
-    def forward_rows(self, prep, b0, b1, out=None):
+    def forward_rows(self, prep, b0, b1, out=None, add=None):
         e = self._entries(b0, b1)
         if out is None:
             out = torch.empty((b1 - b0) * self.block, dtype=torch.float32, device=prep.device)
-        out.zero_().index_add_(0, self.row[e] - b0 * self.block, self.val[e] * prep[self.col[e]])
+        if add is None:
+            out.zero_()
+        elif add.data_ptr() != out.data_ptr():
+            out.copy_(add.reshape(-1))
+        out.index_add_(0, self.row[e] - b0 * self.block, self.val[e] * prep[self.col[e]])
         return out.view(b1 - b0, self.block)
 
-    def transpose_rows(self, g, b0, b1):
+    def transpose_rows(self, g, b0, b1, out=None):
         e = self._entries(b0, b1)
         local = self.row[e] - b0 * self.block
-        out = torch.zeros((b1 - b0) * self.d, dtype=torch.float32, device=g.device)
+        if out is None:
+            out = torch.empty((b1 - b0) * self.d, dtype=torch.float32, device=g.device)
         flat = g.reshape(-1).float()
-        out.index_add_(0, (local // self.block) * self.d + self.col[e], self.val[e] * flat[local])
+        out.zero_().index_add_(
+            0, (local // self.block) * self.d + self.col[e], self.val[e] * flat[local]
+        )
         return out.view(b1 - b0, self.d)
 
 

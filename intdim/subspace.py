@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from intdim.buffers import ReusableBuffer
+from intdim.buffers import SCRATCH, ReusableBuffer
 from intdim.errors import UserError
 from intdim.projection import PROJECTIONS, Projection, build_projection
 
@@ -139,6 +139,9 @@ class _Plan:
             self.offsets.append(self.offsets[-1] + s)
         self.D = self.offsets[-1]
         blk, step = proj.block, proj.rows_per_chunk()
+        # theta's buffer covers whole blocks, so P's rows are written straight into it; the
+        # parameters view its first D entries.
+        self.padded = proj.n_blocks * blk
         self.chunks: list[_Chunk] = []
         p = 0
         for b0 in range(0, proj.n_blocks, step):
@@ -166,6 +169,7 @@ class _Plan:
             self.chunks.append(_Chunk(b0, b1, start, pieces, rows, mixed))
         self._row_groups: dict[tuple[int, torch.device], Any] = {}
         self.buffer = ReusableBuffer()  # theta's storage, reused once the last step released it
+        self._ones: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     @property
     def dtype(self) -> torch.dtype:  # read live: .to(dtype) on the wrapper changes it
@@ -200,19 +204,33 @@ class _Plan:
 
     # -- forward ---------------------------------------------------------------------------------
     def compute(self, x: torch.Tensor, lam: torch.Tensor | None, out: torch.Tensor) -> None:
-        """out (flat, length D) <- theta0 + lambda * P x."""
+        """out (flat, `padded` long) <- theta0 + lambda * P x in its first D entries."""
         proj = self.proj
         prep = proj.prepare(x)
+        blk = proj.block
         for c in self.chunks:
-            w = proj.forward_rows(prep, c.b0, c.b1).view(-1)
+            n = (c.b1 - c.b0) * blk
+            rows = out[c.start : c.start + n]
+            if lam is None and out.dtype == torch.float32:
+                # DID in float32: P's rows go straight into theta, then one fused add of theta0
+                # for all the chunk's pieces (no work buffer, one dispatch).
+                proj.forward_rows(prep, c.b0, c.b1, out=rows)
+                dst = [rows[q.chunk_off : q.chunk_off + q.length] for q in c.pieces]
+                src = [self.theta0(q.param)[q.param_off : q.param_off + q.length] for q in c.pieces]
+                torch._foreach_add_(dst, src)
+                continue
+            # SAID, or parameters in another dtype: theta0 + lambda * w rounded once.
+            w = SCRATCH.take(n, torch.float32, x.device)
+            proj.forward_rows(prep, c.b0, c.b1, out=w)
             for q in c.pieces:
                 src = self.theta0(q.param)[q.param_off : q.param_off + q.length]
-                dst = out[c.start + q.chunk_off : c.start + q.chunk_off + q.length]
+                dst = rows[q.chunk_off : q.chunk_off + q.length]
                 delta = w[q.chunk_off : q.chunk_off + q.length]
                 if lam is None:
                     torch.add(src, delta, out=dst)
                 else:
                     torch.addcmul(src, delta, lam[q.group], out=dst)
+            SCRATCH.give(w)
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         return [
@@ -221,7 +239,8 @@ class _Plan:
         ]
 
     # -- backward --------------------------------------------------------------------------------
-    def _assemble(self, c: _Chunk, grads, own: bool) -> torch.Tensor:
+    def _assemble(self, c: _Chunk, grads, own: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The chunk's gradient rows, and the scratch buffer holding them (to give back), if any."""
         blk = self.proj.block
         rows = c.b1 - c.b0
         if not own and len(c.pieces) == 1:
@@ -233,20 +252,28 @@ class _Plan:
                 and g.dtype == torch.float32
                 and g.is_contiguous()
             ):
-                return g.view(-1)[q.param_off : q.param_off + q.length].view(rows, blk)
-        dev = self.params[0].device
-        buf = torch.empty(rows * blk, dtype=torch.float32, device=dev)
-        end = 0  # pieces tile the chunk in order; only what they leave (the tail past D) is zeroed
+                return g.view(-1)[q.param_off : q.param_off + q.length].view(rows, blk), None
+        buf = SCRATCH.take(rows * blk, torch.float32, self.params[0].device)
+        parts = []
         for q in c.pieces:
             g = grads[q.param]
-            dst = buf[q.chunk_off : q.chunk_off + q.length]
             if g is None:  # a parameter the loss does not depend on
-                dst.zero_()
+                g = torch.zeros(q.length, dtype=torch.float32, device=buf.device)
+                parts.append(g)
             else:
-                dst.copy_(g.reshape(-1)[q.param_off : q.param_off + q.length])
-            end = q.chunk_off + q.length
+                parts.append(g.reshape(-1)[q.param_off : q.param_off + q.length])
+        # Pieces tile the chunk in order; only what they leave (the tail past D) is zeroed.
+        end = c.pieces[-1].chunk_off + c.pieces[-1].length
+        torch.cat(parts, out=buf[:end])
         buf[end:].zero_()
-        return buf.view(rows, blk)
+        return buf.view(rows, blk), buf
+
+    def _ones_row(self, n: int, device: torch.device) -> torch.Tensor:
+        key = (n, device)
+        t = self._ones.get(key)
+        if t is None:
+            t = self._ones[key] = torch.ones(n, dtype=torch.float32, device=device)
+        return t
 
     def backward(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:
         proj = self.proj
@@ -254,13 +281,19 @@ class _Plan:
         acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=dev)
         if lam is None:
             for c in self.chunks:
-                acc += proj.transpose_rows(self._assemble(c, grads, own=False), c.b0, c.b1).sum(0)
+                g, buf = self._assemble(c, grads, own=False)
+                rows = c.b1 - c.b0
+                t = SCRATCH.take(rows * proj.prep_size(), torch.float32, dev)
+                t2 = proj.transpose_rows(g, c.b0, c.b1, out=t)
+                # sum over blocks as a matrix-vector product: one pass, half the time of .sum(0)
+                acc.addmv_(t2.t(), self._ones_row(rows, dev))
+                SCRATCH.give(t, *([] if buf is None else [buf]))
             return proj.finish(acc), None
         prep = proj.prepare(x)
         glam = torch.zeros(self.m + 1, dtype=torch.float32, device=dev)
         lam_ext = torch.cat([lam.float(), lam.new_zeros(1, dtype=torch.float32)])
         for i, c in enumerate(self.chunks):
-            g = self._assemble(c, grads, own=bool(c.mixed))
+            g, buf = self._assemble(c, grads, own=bool(c.mixed))
             if c.mixed:
                 # Rows shared by two layers: lambda varies inside the block, so H cannot be
                 # applied before the scaling. Take them out of the per-block path and do them
@@ -274,6 +307,8 @@ class _Plan:
                 glam.index_add_(0, pos_groups.view(-1), (gm * w).view(-1))
                 acc += proj.transpose_rows_at(gm * lam_ext[pos_groups], blocks).sum(0)
             t = proj.transpose_rows(g, c.b0, c.b1)
+            if buf is not None:
+                SCRATCH.give(buf)
             rows = self._rows(i, dev)
             glam.index_add_(0, rows, t @ prep)
             acc += lam_ext[rows] @ t
@@ -295,7 +330,7 @@ class _MaterializeFn(torch.autograd.Function):
         ctx.plan = plan
         ctx.said = said
         ctx.save_for_backward(x, lam)
-        flat = plan.buffer.get(plan.D, plan.dtype, x.device)
+        flat = plan.buffer.get(plan.padded, plan.dtype, x.device)
         with _full_precision(x.device):
             plan.compute(x.detach().float(), lam.detach() if said else None, flat)
         return tuple(plan.views(flat))
@@ -442,7 +477,7 @@ class SubspaceModel(nn.Module):
                 self._cache = None  # free the old buffer before allocating the new one
                 with torch.no_grad(), _full_precision(self.theta_d.device):
                     x, lam = self._split()
-                    flat = torch.empty(self._plan.D, dtype=self._plan.dtype, device=x.device)
+                    flat = torch.empty(self._plan.padded, dtype=self._plan.dtype, device=x.device)
                     self._plan.compute(x.float(), lam if self.m else None, flat)
                 views = dict(zip(self.param_names, self._plan.views(flat), strict=True))
                 self._cache = (theta_d.clone(), views)
