@@ -203,37 +203,67 @@ def trajectory_series(
     return dict(sorted(series.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]))))
 
 
+def trajectory_not_reached(
+    records: Iterable[Record], cfg: SearchConfig | None = None
+) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(task, method) -> [(updates, d_max)] of the searches that reached no d up to d_max: d90
+    lies above d_max there. The paper leaves out only what is not computable; these are lower
+    bounds, drawn as open triangles at d_max."""
+    out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for row in d90_rows(records, cfg):
+        updates = updates_of(row["checkpoint"])
+        if row["method"] == "full" or row["status"] != "not_reached" or updates is None:
+            continue
+        out.setdefault((row["task"], row["method"]), []).append((updates, row["lo"]))
+    return out
+
+
 @_styled
 def trajectory_figure(
     records: Iterable[Record], cfg: SearchConfig | None = None
 ) -> Figure | Skipped:
+    records = list(records)
     series = trajectory_series(records, cfg)
-    if not series:
+    above = trajectory_not_reached(records, cfg)
+    if not series and not above:
         return Skipped("no pretraining checkpoint (checkpoint_<updates>) has a d90 yet")
-    several_methods = len({method for _, method in series}) > 1
-    colors = _task_colors(task for task, _ in series)
+    keys = sorted(set(series) | set(above), key=lambda k: (k[0], _method_rank(k[1])))
+    several_methods = len({method for _, method in keys}) > 1
+    colors = _task_colors(task for task, _ in keys)
     fig, ax = _new_figure(6.4, 4.0)
-    for (task, method), points in series.items():
+    for task, method in keys:
         line, marker = _METHOD_STYLE[method]
         label = _task_label(task) + (f" ({_METHOD_LABEL[method]})" if several_methods else "")
-        ax.errorbar(
-            [p.updates for p in points],
-            [p.d90 for p in points],
-            # d90 is the bracket's upper end, so the bar reaches down to lo only
-            yerr=[
-                [p.d90 - (p.lo if p.lo is not None else p.d90) for p in points],
-                [p.hi - p.d90 for p in points],
-            ],
-            color=colors[task],
-            linestyle=line,
-            marker=marker,
-            markersize=4,
-            linewidth=1.5,
-            elinewidth=0.8,
-            capsize=2,
-            label=label,
-        )
-    _log_axis(ax, "y", [p.d90 for points in series.values() for p in points])
+        points = series.get((task, method), [])
+        if points:
+            ax.errorbar(
+                [p.updates for p in points],
+                [p.d90 for p in points],
+                # d90 is the bracket's upper end, so the bar reaches down to lo only
+                yerr=[
+                    [p.d90 - (p.lo if p.lo is not None else p.d90) for p in points],
+                    [p.hi - p.d90 for p in points],
+                ],
+                color=colors[task],
+                linestyle=line,
+                marker=marker,
+                markersize=4,
+                linewidth=1.5,
+                elinewidth=0.8,
+                capsize=2,
+                label=label,
+            )
+            label = None
+        bounds = above.get((task, method), [])
+        if bounds:
+            ax.plot([u for u, _ in bounds], [d for _, d in bounds], linestyle="none",
+                    marker="^", markersize=7, markerfacecolor="none", color=colors[task],
+                    label=label)  # fmt: skip
+    if above:
+        ax.plot([], [], linestyle="none", marker="^", markerfacecolor="none", color="0.4",
+                label=r"$d_{90}$ above $d_{max}$")  # fmt: skip
+    ys = [p.d90 for points in series.values() for p in points]
+    _log_axis(ax, "y", ys + [d for bounds in above.values() for _, d in bounds])
     ax.set_xlim(left=0)  # pretraining starts at 0 updates, as in the paper's Figure 2
     ax.set_xlabel("Updates")
     ax.set_ylabel(r"$d_{90}$")
@@ -727,4 +757,5 @@ def _log_axis(ax: Axes, which: str, values: Sequence[float]) -> None:
 def _thousands_formatter() -> Any:
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0")
+    # 20k, 1.5k; below a thousand the number itself (a CPU demo pretrains for hundreds of updates)
+    return FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}")

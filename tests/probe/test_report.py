@@ -24,6 +24,7 @@ from probe.report import (
     table,
     table_markdown,
     trajectory_figure,
+    trajectory_not_reached,
     trajectory_series,
     updates_of,
 )
@@ -181,6 +182,20 @@ def test_trajectory_series_orders_by_updates_and_leaves_out_searches_without_d90
 def test_updates_come_from_pretraining_checkpoint_ids_only():
     assert updates_of("checkpoint_0") == 0 and updates_of("checkpoint_125000") == 125_000
     assert updates_of("roberta-base") is None and updates_of("my_checkpoint_5") is None
+
+
+def test_searches_that_reach_nothing_are_lower_bounds_at_d_max(records):
+    # checkpoint_0: sst2 reached no d up to d_max; mrpc is not computable (no bound at all)
+    assert trajectory_not_reached(records) == {("sst2", "said"): [(0, 4_000_000)]}
+    fig = trajectory_figure(records)
+    ax = fig.axes[0]
+    triangles = [ln for ln in ax.lines if ln.get_marker() == "^" and len(ln.get_xdata())]
+    assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in triangles] == [
+        ([0], [4_000_000])
+    ]
+    assert ax.get_ylim()[1] > 4_000_000  # the bound is inside the axes
+    only_bound = [r for r in records if r.checkpoint == "checkpoint_0" and r.task == "sst2"]
+    assert not isinstance(trajectory_figure(only_bound), Skipped)
 
 
 def test_trajectory_figure_is_skipped_without_pretraining_d90():
