@@ -231,10 +231,13 @@ def trajectory_figure(
     several_methods = len({method for _, method in keys}) > 1
     colors = _task_colors(task for task, _ in keys)
     fig, ax = _new_figure(6.4, 4.0)
-    for task, method in keys:
+    labels = {
+        (task, method): _task_label(task)
+        + (f" ({_METHOD_LABEL[method]})" if several_methods else "")
+        for task, method in keys
+    }
+    for (task, method), points in series.items():
         line, marker = _METHOD_STYLE[method]
-        label = _task_label(task) + (f" ({_METHOD_LABEL[method]})" if several_methods else "")
-        points = series.get((task, method), [])
         if points:
             ax.errorbar(
                 [p.updates for p in points],
@@ -251,20 +254,30 @@ def trajectory_figure(
                 linewidth=1.5,
                 elinewidth=0.8,
                 capsize=2,
-                label=label,
+                label=labels[(task, method)],
             )
-            label = None
-        bounds = above.get((task, method), [])
-        if bounds:
-            ax.plot([u for u, _ in bounds], [d for _, d in bounds], linestyle="none",
-                    marker="^", markersize=7, markerfacecolor="none", color=colors[task],
-                    label=label)  # fmt: skip
+    # Lower bounds share one spot when several tasks reach nothing at the same checkpoint:
+    # spread them a little along x, and join each to its task's next measured d90 (dotted).
+    span = max([u for pts in series.values() for u, *_ in pts]
+               + [u for bs in above.values() for u, _ in bs] + [1])  # fmt: skip
+    bounded = [k for k in keys if k in above]
+    for i, (task, method) in enumerate(bounded):
+        shift = (i - (len(bounded) - 1) / 2) * 0.012 * span
+        for updates, d_max in above[(task, method)]:
+            later = [p for p in series.get((task, method), []) if p.updates > updates]
+            if later:
+                ax.plot([updates + shift, later[0].updates], [d_max, later[0].d90], ":",
+                        color=colors[task], linewidth=1.0)  # fmt: skip
+        ax.plot([u + shift for u, _ in above[(task, method)]],
+                [d for _, d in above[(task, method)]], linestyle="none", marker="^",
+                markersize=7, markerfacecolor="none", color=colors[task],
+                label=None if (task, method) in series else labels[(task, method)])  # fmt: skip
     if above:
         ax.plot([], [], linestyle="none", marker="^", markerfacecolor="none", color="0.4",
                 label=r"$d_{90}$ above $d_{max}$")  # fmt: skip
-    ys = [p.d90 for points in series.values() for p in points]
+    ys = [v for pts in series.values() for p in pts for v in (p.d90, p.lo) if v is not None]
     _log_axis(ax, "y", ys + [d for bounds in above.values() for _, d in bounds])
-    ax.set_xlim(left=0)  # pretraining starts at 0 updates, as in the paper's Figure 2
+    ax.set_xlim(left=-0.04 * span)  # updates start at 0 (the paper's Figure 2); room for markers
     ax.set_xlabel("Updates")
     ax.set_ylabel(r"$d_{90}$")
     ax.set_title("Pre-Training Intrinsic Dimension Trajectory")

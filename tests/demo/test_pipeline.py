@@ -101,3 +101,44 @@ def test_a_pretraining_job_that_keeps_failing_stops_the_demo_with_its_error(tmp_
             pretrain_overrides=broken,
             probe_overrides=TINY_PROBE,
         )
+
+
+def test_ctrl_c_then_rerun_finishes_without_failures_or_used_retries(tmp_path):
+    """Ctrl-C reaches the whole foreground process group (the demo and its jobs); the rerun
+    resumes pretraining, resubmits the interrupted runs, and counts no failure against them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from probe.journal import Journal
+
+    wn = write_wordnet(tmp_path / "dict", per_class=30)
+    run = tmp_path / "run"
+    kwargs = dict(
+        wordnet=str(wn),
+        poll_seconds=0.5,
+        pretrain_overrides=[*TINY_PRETRAIN, "max_updates=4"],
+        probe_overrides=TINY_PROBE,
+    )
+    code = f"from demo.pipeline import run_demo; run_demo({str(run)!r}, **{kwargs!r})"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "probe" / "records").is_dir():
+        time.sleep(0.2)
+    assert proc.poll() is None, "the demo ended before the first record"
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) != 0
+    assert not (run / "summary.md").exists()
+
+    assert run_demo(str(run), **kwargs) == 0
+    records = read_records(run / "probe")
+    assert {r.checkpoint for r in records} == {"checkpoint_0", "checkpoint_2", "checkpoint_4"}
+    assert all(r.status == "ok" for r in records)
+    journal = Journal(run / "probe")
+    assert all(entry.failures == 0 for entry in journal.entries.values())

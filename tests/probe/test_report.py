@@ -194,6 +194,12 @@ def test_searches_that_reach_nothing_are_lower_bounds_at_d_max(records):
         ([0], [4_000_000])
     ]
     assert ax.get_ylim()[1] > 4_000_000  # the bound is inside the axes
+    # a dotted line joins the bound to sst2's next measured d90 (update 5000)
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    first = trajectory_series(records)[("sst2", "said")][0]
+    assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in dotted] == [
+        ([0, 5000], [4_000_000, first.d90])
+    ]
     only_bound = [r for r in records if r.checkpoint == "checkpoint_0" and r.task == "sst2"]
     assert not isinstance(trajectory_figure(only_bound), Skipped)
 
