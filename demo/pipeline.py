@@ -115,7 +115,7 @@ def run_demo(
     cfg = load_config(ProbeConfig, str(PROBE_CONFIG), [*data_dirs, *probe_overrides])
 
     pretrain = PretrainLauncher(run, pre_overrides)
-    cores = max(os.cpu_count() or 1, 2)
+    cores = max(_usable_cores(), 2)
     watcher = Watcher(
         run,
         cfg,
@@ -151,6 +151,13 @@ def run_demo(
     atomic_write_text(run / "summary.md", text)
     print(text, flush=True)
     return 0
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a cluster allocation or taskset), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class PretrainLauncher:

@@ -42,7 +42,8 @@ class DemoProgress:
         n_checkpoints = total // pretrain_cfg.save_interval_updates + int(
             pretrain_cfg.save_initial_checkpoint
         )
-        self.searches = n_checkpoints * len(probe_cfg.tasks) * len(probe_cfg.methods)
+        self.methods = list(probe_cfg.methods)
+        self.searches = n_checkpoints * len(probe_cfg.tasks) * len(self.methods)
         self.pretrain = tqdm(total=total, desc="pretrain", unit="upd", dynamic_ncols=True)
         self.probe = tqdm(total=self.searches, desc="d90 searches", unit="search", position=1,
                           dynamic_ncols=True)  # fmt: skip
@@ -52,12 +53,17 @@ class DemoProgress:
         upd = self.pretrain.total if done else last_update(self.run)
         self.pretrain.update(max(upd - self.pretrain.n, 0))
         records = read_records(self.out) if self.out.is_dir() else []
-        rows = [r for r in status_rows(records) if r["method"] != "full"]
-        settled = sum(r["status"] in SETTLED for r in rows)
-        # Not-computable checkpoints settle their searches without subspace rows of their own.
-        settled += sum(
-            r["status"] == "not_computable" for r in status_rows(records) if r["method"] == "full"
-        )
+        rows = status_rows(records)
+        searches: dict[tuple[str, str, str], str] = {}
+        for r in rows:
+            if r["method"] != "full":
+                searches[(r["checkpoint"], r["task"], r["method"])] = r["status"]
+        for r in rows:
+            # a checkpoint whose full fine-tuning is not computable settles all its searches
+            if r["method"] == "full" and r["status"] == "not_computable":
+                for method in self.methods:
+                    searches.setdefault((r["checkpoint"], r["task"], method), "not_computable")
+        settled = sum(status in SETTLED for status in searches.values())
         self.probe.update(max(min(settled, self.searches) - self.probe.n, 0))
         self.probe.set_postfix(runs=len(records), in_flight=len(journal.in_flight()), refresh=False)
         self.probe.refresh()

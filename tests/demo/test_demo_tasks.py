@@ -1,4 +1,7 @@
-"""The demo's tasks, built from synsets (demo/tasks.py) and read back through probe.tasks."""
+"""The demo's tasks, built from synsets (demo/tasks.py) and read back through probe.tasks.
+
+Named test_demo_tasks.py: test modules share one namespace, and tests/probe has test_tasks.py.
+"""
 
 from __future__ import annotations
 
