@@ -123,7 +123,12 @@ def test_ctrl_c_then_rerun_finishes_without_failures_or_used_retries(tmp_path):
         pretrain_overrides=[*TINY_PRETRAIN, "max_updates=4"],
         probe_overrides=TINY_PROBE,
     )
-    code = f"from demo.pipeline import run_demo; run_demo({str(run)!r}, **{kwargs!r})"
+    # A terminal's Ctrl-C: SIGINT raises KeyboardInterrupt. (A shell's background job inherits
+    # SIGINT ignored, and so would this process: CI may well run under one.)
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"from demo.pipeline import run_demo; run_demo({str(run)!r}, **{kwargs!r})"
+    )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
