@@ -28,7 +28,7 @@ from pathlib import Path
 
 from intdim.config import load_config
 from intdim.errors import UserError
-from intdim.io import atomic_write_json
+from intdim.io import atomic_write_json, atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "demo"
 PRETRAIN_CONFIG = CONFIG_DIR / "pretrain.yaml"
@@ -46,7 +46,6 @@ def prepare_data(run_dir: Path, wordnet: str | None = None, seed: int = 0) -> De
     """The corpus and the task files, written once; the manifest, written last, marks them done."""
     from demo.tasks import TASK_BUILDERS, write_tasks
     from demo.wordnet import corpus_text, find_wordnet, read_synsets
-    from intdim.io import atomic_write_text
 
     data_dir = run_dir / "data"
     manifest_path = data_dir / "manifest.json"
@@ -146,8 +145,6 @@ def run_demo(
     report = plot_records(records, run / "plots")
     summary = summarize_run(records, cfg.search.d_max, cfg.methods[0])
     text = summary.markdown(report.written)
-    from intdim.io import atomic_write_text
-
     atomic_write_text(run / "summary.md", text)
     print(text, flush=True)
     return 0
@@ -167,6 +164,7 @@ class PretrainLauncher:
     MAX_STARTS = 3
 
     def __init__(self, run: Path, overrides: list[str]) -> None:
+        from probe.watch import PRETRAIN_JOB_FILE
         from slurm.backend import Backend
 
         self.run = run
@@ -174,7 +172,7 @@ class PretrainLauncher:
         self.backend = Backend("local", run / "jobs" / "pretrain", role="pretrain")
         self.job_id: str | None = None
         self.starts = 0
-        info = run / "pretrain_job.json"
+        info = run / PRETRAIN_JOB_FILE
         if info.is_file():
             self.job_id = str(json.loads(info.read_text(encoding="utf-8")).get("job_id"))
 
@@ -185,7 +183,7 @@ class PretrainLauncher:
         return self.job_id is not None and not self.backend.ended(self.job_id)
 
     def start(self) -> None:
-        from slurm.pretrain_job import PretrainJob
+        from slurm.launch import submit_pretraining
 
         if self.finished() or self.alive():
             return
@@ -197,12 +195,8 @@ class PretrainLauncher:
                 f"(logs in {self.backend.folder})"
             )
         self.starts += 1
-        args = (str(PRETRAIN_CONFIG), self.overrides)
-        self.job_id = self.backend.submit(
-            PretrainJob(), args, name=f"intdim-pretrain-{self.run.name}"
-        )
-        atomic_write_json(
-            self.run / "pretrain_job.json", {"executor": "local", "job_id": self.job_id}
+        self.job_id = submit_pretraining(
+            self.backend, str(PRETRAIN_CONFIG), self.overrides, self.run
         )
 
     def stop(self) -> int:

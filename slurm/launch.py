@@ -67,7 +67,6 @@ def pretrain(
 ) -> int:
     from pretrain.config import PretrainConfig
     from probe.config import ProbeConfig
-    from slurm.pretrain_job import PretrainJob
 
     kind = check_executor(executor or ("local" if probe else "debug"))
     cfg = load_config(PretrainConfig, config, list(overrides))  # bad input fails here, not in a job
@@ -76,11 +75,8 @@ def pretrain(
     profile = load_cluster(cluster)
     run = Path(cfg.run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
-    # Absolute paths: a job may start in another directory (or on another node).
-    args = (str(Path(config).resolve()), [*overrides, f"run_dir={run}"])
     backend = Backend(kind, run / "jobs" / "pretrain", profile, role="pretrain")
-    job_id = backend.submit(PretrainJob(), args, name=f"intdim-pretrain-{run.name}", requeue=True)
-    atomic_write_json(run / "pretrain_job.json", {"executor": kind, "job_id": job_id})
+    job_id = submit_pretraining(backend, config, overrides, run)
     print(f"pretraining: {kind} job {job_id}, run directory {run}", flush=True)
     if probe:
         return watch(str(run), probe, kind, cluster, probe_overrides, poll_seconds)
@@ -88,6 +84,19 @@ def pretrain(
         print(f"follow it with squeue -j {job_id}; logs in {run / 'jobs' / 'pretrain'}")
         return 0
     return _wait(backend, job_id, run)
+
+
+def submit_pretraining(backend: Backend, config: str, overrides: Sequence[str], run: Path) -> str:
+    """Submit the pretraining job of `run` and record it in RUN_DIR/pretrain_job.json (which the
+    watcher reads to tell a dead pretraining from a slow one). Returns the job id."""
+    from probe.watch import PRETRAIN_JOB_FILE
+    from slurm.pretrain_job import PretrainJob
+
+    # Absolute paths: a job may start in another directory (or on another node).
+    args = (str(Path(config).resolve()), [*overrides, f"run_dir={run}"])
+    job_id = backend.submit(PretrainJob(), args, name=f"intdim-pretrain-{run.name}", requeue=True)
+    atomic_write_json(run / PRETRAIN_JOB_FILE, {"executor": backend.kind, "job_id": job_id})
+    return job_id
 
 
 def _wait(backend: Backend, job_id: str, run: Path) -> int:
