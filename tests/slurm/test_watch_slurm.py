@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from dev_cluster import REPO, SlurmCluster
 
+from demo.progress import last_update  # the newest update in RUN/train_log.jsonl
+
 sys.path.insert(0, str(REPO / "tests" / "probe"))
 from tiny_fixtures import save_tiny_checkpoint, write_marker_task  # noqa: E402
 
@@ -98,6 +100,9 @@ def test_pretrain_job_requeued_mid_run_resumes_and_every_checkpoint_is_probed(
         job_id = json.loads(job_file.read_text())["job_id"]
         first = run / "checkpoints" / "checkpoint_300"
         wait_for(first.is_dir, 240, "checkpoint_300", proc)
+        # Requeue past update 300, so the SIGTERM checkpoint is one of its own (on a loaded
+        # machine the requeue could otherwise land before update 301 and coincide with 300).
+        wait_for(lambda: last_update(run) > 300, 240, "an update past 300", proc)
         assert not (run / "DONE").exists(), "pretraining ended before the requeue"
         sh("scontrol", "requeue", job_id)
         # SLURM holds a requeued batch job for 120 s (its BeginTime); an admin can release it,
