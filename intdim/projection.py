@@ -99,6 +99,27 @@ class Projection(nn.Module):
     def prep_size(self) -> int:
         raise NotImplementedError
 
+    def reduce_rows(
+        self,
+        g: torch.Tensor,
+        b0: int,
+        b1: int,
+        weight: torch.Tensor | None = None,
+        prep: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """For t = transpose_rows(g, b0, b1): sum_i weight[i] t_i (weight None: all 1) and, if
+        `prep` is given, <t_i, prep> for every row (else None). The backward's per-chunk work.
+
+        This is the reference; `fused_reduce(device)` says whether a subclass does it in one
+        pass without materialising t (FastfoodProjection with Triton on CUDA).
+        """
+        t = self.transpose_rows(g, b0, b1)
+        acc = t.sum(0) if weight is None else weight.float() @ t
+        return acc, None if prep is None else t @ prep
+
+    def fused_reduce(self, device: torch.device) -> bool:
+        return False
+
     def forward_rows_at(self, prep: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
         """Like forward_rows for an arbitrary list of block indices (k,) -> (k, block)."""
         return torch.cat([self.forward_rows(prep, b, b + 1) for b in blocks.tolist()])
@@ -171,12 +192,20 @@ class _ProjectFn(torch.autograd.Function):
         step = proj.rows_per_chunk()
         for b0 in range(0, full, step):
             b1 = min(b0 + step, full)
-            acc += proj.transpose_rows(rows[b0:b1], b0, b1).sum(0)
+            acc += proj.reduce_rows(rows[b0:b1], b0, b1)[0]
         if full < proj.n_blocks:  # the truncated last block, zero-padded
             last = torch.zeros(1, blk, dtype=torch.float32, device=g.device)
             last[0, : proj.D - full * blk] = g[full * blk :]
-            acc += proj.transpose_rows(last, full, full + 1)[0]
+            acc += proj.reduce_rows(last, full, full + 1)[0]
         return proj.finish(acc), None
+
+
+def _triton_kernels():
+    """intdim.kernels.triton_fastfood, imported on first use: it imports triton, which only
+    CUDA tensors need (tests substitute a copy whose kernels run in Triton's interpreter)."""
+    from intdim.kernels import triton_fastfood
+
+    return triton_fastfood
 
 
 @PROJECTIONS.register("fastfood")
@@ -221,7 +250,27 @@ class FastfoodProjection(Projection):
         torch.mul(x.float(), self.B[: self.d], out=padded[: self.d])
         return fwht_(padded).mul_(self.G)
 
+    # -- Triton on CUDA (intdim.kernels.triton_fastfood): one fused kernel per call ------------
+    def _use_triton(self, device: torch.device) -> bool:
+        """Fused kernels for tensors on `device`? CUDA, Triton importable, INTDIM_TRITON != 0."""
+        if device.type != "cuda":
+            return False
+        kernels = _triton_kernels()
+        return kernels.available() and kernels.supports(self.block)
+
+    def fused_reduce(self, device: torch.device) -> bool:
+        return self._use_triton(device)
+
+    def reduce_rows(self, g, b0, b1, weight=None, prep=None):
+        if self._use_triton(g.device):
+            g = g.float().contiguous()
+            w = None if weight is None else weight.float().contiguous()
+            return _triton_kernels().reduce_rows(g, self.perm[b0:b1], self.scale, w, prep)
+        return super().reduce_rows(g, b0, b1, weight, prep)
+
     def forward_rows(self, prep, b0, b1, out=None, add=None):
+        if self._use_triton(prep.device):
+            return _triton_kernels().forward_rows(prep, self.perm[b0:b1], self.scale, out, add)
         rows = b1 - b0
         if out is None:
             out = torch.empty(rows * self.block, dtype=torch.float32, device=prep.device)
@@ -263,6 +312,9 @@ class FastfoodProjection(Projection):
 
     def transpose_rows(self, g, b0, b1, out=None):
         """Pi_i^T H (s g_i) for each block i: the per-block terms of P^T g before G H B."""
+        if self._use_triton(g.device):
+            g = g.float().contiguous()
+            return _triton_kernels().transpose_rows(g, self.perm[b0:b1], self.scale, out)
         rows = b1 - b0
         v = SCRATCH.take(rows * self.block, torch.float32, g.device)
         fwht_(g.float().contiguous(), out=v.view(rows, self.block), scale=self.scale)

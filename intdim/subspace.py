@@ -276,6 +276,8 @@ class _Plan:
         return t
 
     def backward(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.proj.fused_reduce(x.device):
+            return self._backward_fused(x, lam, grads)
         proj = self.proj
         dev = x.device
         acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=dev)
@@ -313,6 +315,38 @@ class _Plan:
             glam.index_add_(0, rows, t @ prep)
             acc += lam_ext[rows] @ t
         return proj.finish(acc), glam[: self.m]
+
+    def _backward_fused(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """backward() when the projection fuses the per-chunk reduction (Triton on CUDA): one
+        pass per chunk gives sum_i lambda_i t_i and every row's <t_i, prep> without writing the
+        transposed rows t out. Same arithmetic as backward(); mixed rows are handled as there."""
+        proj, dev = self.proj, x.device
+        acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=dev)
+        said = lam is not None
+        prep = proj.prepare(x) if said else None
+        if said:
+            glam = torch.zeros(self.m + 1, dtype=torch.float32, device=dev)
+            lam_ext = torch.cat([lam.float(), lam.new_zeros(1, dtype=torch.float32)])
+        for i, c in enumerate(self.chunks):
+            g, buf = self._assemble(c, grads, own=said and bool(c.mixed))
+            if not said:
+                acc += proj.reduce_rows(g, c.b0, c.b1)[0]
+            else:
+                if c.mixed:  # as in backward(): these rows leave the per-block path
+                    blocks, pos_groups = self._mixed(i, dev)
+                    local = blocks - c.b0
+                    gm = g[local].clone()
+                    g[local] = 0
+                    w = proj.forward_rows_at(prep, blocks)
+                    glam.index_add_(0, pos_groups.view(-1), (gm * w).view(-1))
+                    acc += proj.transpose_rows_at(gm * lam_ext[pos_groups], blocks).sum(0)
+                rows = self._rows(i, dev)
+                part, dots = proj.reduce_rows(g, c.b0, c.b1, lam_ext[rows], prep)
+                acc += part
+                glam.index_add_(0, rows, dots)
+            if buf is not None:
+                SCRATCH.give(buf)
+        return proj.finish(acc), glam[: self.m] if said else None
 
 
 def _full_precision(device: torch.device):
