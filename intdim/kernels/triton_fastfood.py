@@ -108,6 +108,14 @@ if triton is not None:
         return tl.where(i // LL == j // LL, h, 0.0)
 
     @triton.jit
+    def _add(a, b):
+        # tl.reduce(x, axis, _add) is what tl.sum compiles to. Spelt out because tl.sum and
+        # tl.zeros are themselves @triton.jit functions, which Triton's interpreter can only run
+        # when triton was imported with TRITON_INTERPRET=1; the kernels here use builtins only,
+        # so the tests can interpret them without switching the whole process to the interpreter.
+        return a + b
+
+    @triton.jit
     def _factors(LL: tl.constexpr, A: tl.constexpr, B: tl.constexpr, C: tl.constexpr):
         if C == 0:
             ha = _signs(A, A)
@@ -229,7 +237,7 @@ if triton is not None:
         # This program's (R, LL) slice of `work`: the transposed rows pass through it, and it
         # receives the program's partial sums at the end.
         mine = work_ptr + pid.to(tl.int64) * (R * LL) + rr * LL
-        acc = tl.zeros((R, LL), dtype=tl.float32)
+        acc = tl.full((R, LL), 0.0, tl.float32)
         if HAS_DOT:
             pr = tl.load(prep_ptr + cols)
         for r0 in range(start, stop, R):
@@ -250,7 +258,7 @@ if triton is not None:
                 acc += t
             if HAS_DOT:
                 rows1 = r0 + ri
-                tl.store(dots_ptr + rows1, tl.sum(t * pr, axis=1), mask=rows1 < stop)
+                tl.store(dots_ptr + rows1, tl.reduce(t * pr, 1, _add), mask=rows1 < stop)
         tl.store(mine + cols, acc)
 
 

@@ -1,0 +1,251 @@
+"""The Triton Fastfood kernels, run by Triton's interpreter on CPU tensors (no GPU needed).
+
+They are checked against dense math (the Sylvester H, the permutation as a gather) and against
+the pure-torch FastfoodProjection methods, and through the projection and the SAID/DID backward
+with the kernels switched on for CPU tensors. Rows are few: the interpreter is slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+from torch.func import functional_call
+
+pytest.importorskip("triton")
+
+from intdim import projection as projection_mod  # noqa: E402
+from intdim.hadamard import hadamard_matrix  # noqa: E402
+from intdim.projection import FastfoodProjection, build_projection  # noqa: E402
+from intdim.subspace import SubspaceConfig, wrap  # noqa: E402
+from tests.conftest import tiny_roberta  # noqa: E402
+from tests.intdim.test_subspace import Small, reference_grad  # noqa: E402
+
+KERNELS = projection_mod.__file__.replace("projection.py", "kernels/triton_fastfood.py")
+
+
+@pytest.fixture(scope="module")
+def tf():
+    """A private copy of intdim.kernels.triton_fastfood whose kernels run in the interpreter.
+
+    triton.jit reads TRITON_INTERPRET when a kernel is defined, so the copy is loaded with it
+    set; the real module (compiled kernels on a GPU machine) is left alone.
+    """
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        spec = importlib.util.spec_from_file_location("_triton_fastfood_interpreted", KERNELS)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        if old is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+    return mod
+
+
+@pytest.fixture
+def on_cpu(tf, monkeypatch):
+    """FastfoodProjection uses the (interpreted) kernels for CPU tensors too."""
+    monkeypatch.setattr(projection_mod, "_triton_kernels", lambda: tf)
+    monkeypatch.setattr(
+        FastfoodProjection, "_use_triton", lambda self, device: tf.supports(self.block)
+    )
+    return tf
+
+
+def make(LL: int, index_dtype: torch.dtype, monkeypatch, blocks: float = 3.5, seed: int = 0):
+    """A Fastfood projection with blocks of LL, a truncated last block, and the given indices."""
+    # int16 indices are what models of >= 2^24 parameters get; pretend this one is that big.
+    monkeypatch.setattr(projection_mod, "SMALL_MODEL", 0 if index_dtype == torch.int16 else 1 << 40)
+    D = int(blocks * LL) | 1  # odd: never a multiple of LL
+    p = build_projection("fastfood", D, LL // 2 + 1, seed=seed)
+    assert p.block == LL and p.perm.dtype == index_dtype and p.D % LL
+    return p
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def dense_forward(p, prep, b0, b1):
+    """scale * H prep[perm_i] per row, float64."""
+    H = hadamard_matrix(p.block, torch.float64)
+    return p.scale * prep.double()[p.perm[b0:b1].long()] @ H
+
+
+def dense_transpose(p, g, b0, b1):
+    """t_i[k] = (scale * H g_i)[inv_i[k]], float64."""
+    H = hadamard_matrix(p.block, torch.float64)
+    v = p.scale * g.double() @ H
+    return torch.gather(v, 1, p.inv[b0:b1].long())
+
+
+LENGTHS = [2, 16, 1024, 4096]
+INDEX = [torch.int16, torch.int32]
+
+
+@pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
+@pytest.mark.parametrize("LL", LENGTHS)
+@pytest.mark.parametrize("with_add", [False, True], ids=["plain", "add"])
+def test_forward_rows(tf, monkeypatch, LL, index_dtype, with_add):
+    p = make(LL, index_dtype, monkeypatch)
+    prep = p.prepare(torch.randn(p.d))
+    b0, b1 = 1, p.n_blocks  # a chunk that starts inside the table and ends with the short block
+    n = (b1 - b0) * LL
+    add = torch.randn(n) if with_add else None
+    out = torch.full((n,), float("nan"))
+    res = tf.forward_rows(prep, p.perm[b0:b1], p.scale, out=out, add=add)
+    assert res.shape == (b1 - b0, LL) and res.data_ptr() == out.data_ptr()
+    expected = dense_forward(p, prep, b0, b1)
+    if with_add:
+        expected = expected + add.double().view(b1 - b0, LL)
+    assert rel_err(res, expected) < 1e-6
+    torch.testing.assert_close(res, p.forward_rows(prep, b0, b1, add=add), rtol=1e-5, atol=1e-6)
+
+
+def test_forward_rows_add_may_alias_out(tf, monkeypatch):
+    p = make(1024, torch.int16, monkeypatch)
+    prep = p.prepare(torch.randn(p.d))
+    theta0 = torch.randn(p.n_blocks * 1024)
+    buf = theta0.clone()
+    tf.forward_rows(prep, p.perm, p.scale, out=buf, add=buf)
+    expected = dense_forward(p, prep, 0, p.n_blocks) + theta0.double().view(-1, 1024)
+    assert rel_err(buf.view(-1, 1024), expected) < 1e-6
+
+
+@pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
+@pytest.mark.parametrize("LL", LENGTHS)
+def test_transpose_rows(tf, monkeypatch, LL, index_dtype):
+    p = make(LL, index_dtype, monkeypatch)
+    b0, b1 = 1, p.n_blocks
+    g = torch.randn(b1 - b0, LL)
+    g[-1, p.D - (b1 - 1) * LL :] = 0  # the truncated block's gradient is zero-padded
+    res = tf.transpose_rows(g, p.perm[b0:b1], p.scale)
+    assert rel_err(res, dense_transpose(p, g, b0, b1)) < 1e-6
+    torch.testing.assert_close(res, p.transpose_rows(g, b0, b1), rtol=1e-5, atol=1e-6)
+    out = torch.full(((b1 - b0) * LL,), float("nan"))
+    assert tf.transpose_rows(g, p.perm[b0:b1], p.scale, out=out).data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out.view_as(res), res, rtol=0, atol=0)
+
+
+@pytest.fixture(params=[None, 2], ids=["one-run-per-program", "two-programs"])
+def programs(request, tf, monkeypatch):
+    """Two programs: each loops over many rows (the scratch row is reused), the last one short."""
+    if request.param is not None:
+        monkeypatch.setattr(tf, "PROGRAMS", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("LL,rows", [(2, 300), (16, 40), (1024, 7), (4096, 3)])
+@pytest.mark.parametrize("method", ["did", "said"])
+def test_reduce_rows_equals_the_unfused_computation(tf, programs, LL, rows, method):
+    p = build_projection("fastfood", rows * LL, max(1, LL // 2 + 1), seed=1)
+    assert p.block == LL
+    g = torch.randn(rows, LL)
+    b0, b1 = 0, rows
+    if method == "said":
+        weight = torch.randn(rows)
+        prep = p.prepare(torch.randn(p.d))
+    else:
+        weight = prep = None
+    acc, dots = tf.reduce_rows(g, p.perm, p.scale, weight, prep)
+    t = dense_transpose(p, g, b0, b1)
+    w = torch.ones(rows, dtype=torch.float64) if weight is None else weight.double()
+    assert rel_err(acc, w @ t) < 1e-5
+    ref_acc, ref_dots = p.reduce_rows(g, b0, b1, weight, prep)  # the torch path
+    torch.testing.assert_close(acc, ref_acc, rtol=1e-4, atol=1e-5)
+    if method == "did":
+        assert dots is None and ref_dots is None
+    else:
+        assert rel_err(dots, t @ prep.double()) < 1e-5
+        torch.testing.assert_close(dots, ref_dots, rtol=1e-4, atol=1e-5)
+    again = tf.reduce_rows(g, p.perm, p.scale, weight, prep)
+    assert torch.equal(again[0], acc)  # no atomics: the same bits every run
+
+
+@pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
+@pytest.mark.parametrize("LL", [16, 1024])
+def test_adjoint_identity_through_the_projection(on_cpu, monkeypatch, LL, index_dtype):
+    """<P x, g> = <x, P^T g>, with P x and P^T g (autograd through Projection.forward) both
+    computed by the kernels; and both against dense math."""
+    p = make(LL, index_dtype, monkeypatch, blocks=4.25)
+    assert p.fused_reduce(torch.device("cpu"))
+    x = torch.randn(p.d, requires_grad=True)
+    g = torch.randn(p.D)
+    px = p(x)
+    px.backward(g)
+    lhs = (px.double() * g.double()).sum()
+    rhs = (x.detach().double() * x.grad.double()).sum()
+    assert abs(lhs - rhs) <= 1e-5 * lhs.abs().clamp_min(1.0)
+    n = p.n_blocks
+    expected = dense_forward(p, p.prepare(x.detach()), 0, n).reshape(-1)[: p.D]
+    assert rel_err(px, expected) < 1e-6
+    rows = torch.cat([g, g.new_zeros(n * LL - p.D)]).view(n, LL)
+    expected = p.finish(dense_transpose(p, rows, 0, n).sum(0).float())  # finish: torch FWHT
+    assert rel_err(x.grad, expected) < 1e-5
+    if LL <= 16:  # P column by column (one kernel launch per column: small d only)
+        M = p.materialize()
+        assert rel_err(px, M @ x.detach().double()) < 1e-5
+        assert rel_err(x.grad, M.T @ g.double()) < 1e-5
+
+
+def test_projection_falls_back_to_torch(tf, monkeypatch):
+    p = build_projection("fastfood", 5000, 300, seed=0)
+    assert not p._use_triton(torch.device("cpu"))  # CPU tensors keep the torch path
+    assert not p.fused_reduce(torch.device("cpu"))
+    assert tf.supports(1) and tf.supports(1 << 13)
+    assert not tf.supports(1 << 14) and not tf.supports(24)  # d > 8192: torch path on CUDA too
+    monkeypatch.setenv("INTDIM_TRITON", "0")
+    assert not tf.available()
+    monkeypatch.setenv("INTDIM_TRITON", "1")
+    assert tf.available()
+
+
+@pytest.fixture(params=[None, 1], ids=["default-chunks", "one-block-chunks"])
+def chunk_rows(request, monkeypatch):
+    if request.param is not None:
+        monkeypatch.setattr(FastfoodProjection, "rows_per_chunk", lambda self: request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("method", ["did", "said"])
+def test_subspace_gradient_with_kernels(on_cpu, chunk_rows, method):
+    """The fused backward (mixed rows included: blocks of 64 straddle the tensors) against a dense
+    P built column by column."""
+    torch.manual_seed(0)
+    sub = wrap(Small(), SubspaceConfig(d=40, method=method, seed=4))
+    with torch.no_grad():
+        sub.theta_d.normal_(0, 0.5)
+    inputs, target = torch.randn(6, 20), torch.randn(6, 3)
+    ((sub(inputs) - target) ** 2).mean().backward()
+    expected = reference_grad(
+        sub, lambda th: ((functional_call(sub.base, th, (inputs,)) - target) ** 2).mean()
+    )
+    torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["did", "said"])
+def test_roberta_step_same_with_and_without_kernels(tf, monkeypatch, batch, method):
+    """theta and grad theta_d of a wrapped RoBERTa: kernels (LL = 512, two dot factors) against
+    the torch path."""
+
+    def run():
+        sub = wrap(tiny_roberta(), SubspaceConfig(d=300, method=method, seed=0))
+        with torch.no_grad():
+            sub.theta_d.normal_(0, 1.0)
+        theta = {k: v.detach().clone() for k, v in sub.parameters_for_forward().items()}
+        sub(**batch).loss.backward()
+        return theta, sub.theta_d.grad.clone()
+
+    theta_ref, grad_ref = run()
+    monkeypatch.setattr(projection_mod, "_triton_kernels", lambda: tf)
+    monkeypatch.setattr(FastfoodProjection, "_use_triton", lambda self, device: True)
+    theta, grad = run()
+    for k, v in theta_ref.items():
+        torch.testing.assert_close(theta[k], v, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-6)
