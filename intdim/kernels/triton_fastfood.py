@@ -87,7 +87,13 @@ def _launch(n_rows: int, R: int) -> tuple[int, int]:
     return per_prog, -(-n_rows // per_prog)
 
 
+# Warps per program; None picks by LL. benchmarks/bench_fastfood.py --sweep sets it to compare.
+NUM_WARPS: int | None = None
+
+
 def _warps(LL: int) -> int:
+    if NUM_WARPS is not None:
+        return NUM_WARPS
     return 4 if LL <= 1024 else 8
 
 
@@ -205,7 +211,7 @@ if triton is not None:
             base = rows.to(tl.int64) * LL
             g = tl.load(g_ptr + base + cols, mask=mask, other=0.0)
             v = _hadamard(g, ha, hb, R, LL, A, B, C) * scale
-            p = tl.load(perm_ptr + base + cols, mask=mask, other=0)
+            p = tl.load(perm_ptr + base + cols, mask=mask, other=0).to(tl.int32)
             tl.store(out_ptr + base + p, v, mask=mask)  # out[i, perm[i, j]] = v[i, j]
 
     @triton.jit
@@ -246,7 +252,7 @@ if triton is not None:
             base = rows.to(tl.int64) * LL
             g = tl.load(g_ptr + base + cols, mask=mask, other=0.0)
             v = _hadamard(g, ha, hb, R, LL, A, B, C) * scale
-            p = tl.load(perm_ptr + base + cols, mask=mask, other=0)
+            p = tl.load(perm_ptr + base + cols, mask=mask, other=0).to(tl.int32)
             tl.store(mine + p, v, mask=mask)
             tl.debug_barrier()  # every thread's scatter lands before anyone reads t back
             t = tl.load(mine + cols, mask=mask, other=0.0)
