@@ -7,6 +7,10 @@ Goals (issue "Foundation and the intdim core"): SAID step / full step <= 1.25x o
 small RoBERTa, <= 1.1x for RoBERTa-base on a GPU; peak memory of SAID below full fine-tuning.
 Steps are timed interleaved (full, SAID, full, SAID, ...) so machine noise hits both alike. Peak
 memory is measured in a fresh subprocess per mode: peak RSS on CPU, max_memory_allocated on GPU.
+
+--compare-triton (CUDA) also times SAID and DID with the fused Triton kernels turned off
+(INTDIM_TRITON=0: the torch path), on the same wrapped models, interleaved with the rest, and
+measures SAID's peak memory both ways.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -86,8 +91,11 @@ def setup(mode: str, args):
     return stepper(sub, sub.parameters(), make_batch(args, args.device), args.device, 1e-3)
 
 
-def peak_memory(mode: str, args) -> int:
-    """Run 3 steps of `mode` in a fresh process; return its peak memory in bytes."""
+def peak_memory(mode: str, args, triton: str | None = None) -> int:
+    """Run 3 steps of `mode` in a fresh process; return its peak memory in bytes.
+
+    `triton` sets INTDIM_TRITON for that process ("0": torch path); None leaves it as it is.
+    """
     cmd = [
         sys.executable,
         __file__,
@@ -104,7 +112,8 @@ def peak_memory(mode: str, args) -> int:
         "--d",
         str(args.d),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    env = dict(os.environ) if triton is None else {**os.environ, "INTDIM_TRITON": triton}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["peak"]
 
 
@@ -138,12 +147,17 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--compare-triton", action="store_true", help="also time INTDIM_TRITON=0")
     ap.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._memory:
         _memory_child(args._memory, args)
         return
     steps = {mode: setup(mode, args) for mode in ("full", "said", "did")}
+    if args.compare_triton:
+        # Same models and optimisers, the kernels off for the step: only the projection differs.
+        for mode in ("said", "did"):
+            steps[f"{mode}:torch"] = torch_path(steps[mode])
     times = interleaved(steps, repeat=args.repeat, device=args.device)
     n = sum(p.numel() for p in build(args.preset, "cpu").parameters())
     print(f"machine: {machine()}")
@@ -151,13 +165,37 @@ def main() -> None:
         f"RoBERTa {args.preset} (D={n:,}), batch {args.batch} x {args.seq}, d={args.d}, "
         f"device {args.device}"
     )
+    if args.compare_triton:
+        from intdim.kernels import triton_fastfood
+
+        on = args.device == "cuda" and triton_fastfood.available()
+        print(f"  (said/did: Triton kernels {'on' if on else 'OFF'}; :torch = INTDIM_TRITON=0)")
     for mode, t in times.items():
-        print(f"  {mode:>4} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
+        print(f"  {mode:>10} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
     if not args.no_memory:
         mem = {mode: peak_memory(mode, args) for mode in ("full", "said")}
+        if args.compare_triton:
+            mem["said:torch"] = peak_memory("said", args, triton="0")
         kind = "max_memory_allocated" if args.device == "cuda" else "peak RSS"
         for mode, b in mem.items():
-            print(f"  {mode:>4} {kind}: {b / 2**20:8.0f} MiB = {b / mem['full']:.3f}x full")
+            print(f"  {mode:>10} {kind}: {b / 2**20:8.0f} MiB = {b / mem['full']:.3f}x full")
+
+
+def torch_path(step):
+    """`step` with the Triton kernels off (FastfoodProjection reads INTDIM_TRITON at every call)."""
+
+    def run():
+        old = os.environ.get("INTDIM_TRITON")
+        os.environ["INTDIM_TRITON"] = "0"
+        try:
+            step()
+        finally:
+            if old is None:
+                del os.environ["INTDIM_TRITON"]
+            else:
+                os.environ["INTDIM_TRITON"] = old
+
+    return run
 
 
 if __name__ == "__main__":
