@@ -16,8 +16,6 @@ buffer, forward_rows + add, and the backward's reduction with SAID's weights and
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved, machine  # noqa: E402
+from benchmarks.common import interleaved, machine, with_env  # noqa: E402
 from intdim.hadamard import fwht_  # noqa: E402
 from intdim.projection import build_projection  # noqa: E402
 
@@ -68,8 +66,8 @@ def main() -> None:
         del rows  # room for the block-row buffers
         ops = block_row_ops(proj, x.detach(), dev)
         for name, fn in {"forward": fwd, "forward+backward": fwd_bwd, **ops}.items():
-            fns[f"{name} [torch]"] = with_triton(fn, "0")
-            fns[f"{name} [triton]"] = with_triton(fn, "1")
+            fns[f"{name} [torch]"] = with_env(fn, INTDIM_TRITON="0")
+            fns[f"{name} [triton]"] = with_env(fn, INTDIM_TRITON="1")
         del fns["forward"], fns["forward+backward"], fns["hadamard"]
     times = interleaved(fns, repeat=a.repeat, device=dev)
     print(f"machine: {machine()}")
@@ -86,27 +84,6 @@ def main() -> None:
         print(f"goal forward+backward <= 20x copy: {'met' if ok else 'NOT met'}")
     elif a.sweep:
         sweep(ops, a.repeat, dev)
-
-
-@contextlib.contextmanager
-def triton_env(value: str):
-    old = os.environ.get("INTDIM_TRITON")
-    os.environ["INTDIM_TRITON"] = value  # FastfoodProjection reads it at every call
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["INTDIM_TRITON"]
-        else:
-            os.environ["INTDIM_TRITON"] = old
-
-
-def with_triton(fn, value: str):
-    def run():
-        with triton_env(value):
-            fn()
-
-    return run
 
 
 def block_row_ops(proj, x: torch.Tensor, dev: torch.device) -> dict:
@@ -148,18 +125,23 @@ def block_row_ops(proj, x: torch.Tensor, dev: torch.device) -> dict:
 
 
 def sweep(ops: dict, repeat: int, dev: torch.device) -> None:
-    """The kernels at other launch settings (each num_warps compiles once more)."""
+    """The kernels at other launch settings and with the split TF32 dots (INTDIM_TRITON_DOT)."""
     from intdim.kernels import triton_fastfood as tf
 
     default = (tf.NUM_WARPS, tf.PROGRAMS)
-    print("sweep (ms; kernels on):  num_warps  PROGRAMS  " + "  ".join(ops))
+    print("sweep, ms (kernels on):   dot  warps  PROGRAMS  " + "  ".join(ops))
     try:
-        for warps in (2, 4, 8):
-            for programs in (1024, 2048, 8192):
-                tf.NUM_WARPS, tf.PROGRAMS = warps, programs
-                t = interleaved({k: with_triton(f, "1") for k, f in ops.items()}, repeat, dev)
-                cells = "  ".join(f"{t[k] * 1e3:{len(k)}.2f}" for k in ops)
-                print(f"{'':24} {warps:10d} {programs:9d}  {cells}")
+        for dot in ("ieee", "split"):
+            for warps in (2, 4, 8):
+                for programs in (1024, 4096):
+                    tf.NUM_WARPS, tf.PROGRAMS = warps, programs
+                    fns = {
+                        k: with_env(f, INTDIM_TRITON="1", INTDIM_TRITON_DOT=dot)
+                        for k, f in ops.items()
+                    }
+                    t = interleaved(fns, repeat, dev)
+                    cells = "  ".join(f"{t[k] * 1e3:{len(k)}.2f}" for k in ops)
+                    print(f"{'':24} {dot:>5} {warps:6d} {programs:9d}  {cells}")
     finally:
         tf.NUM_WARPS, tf.PROGRAMS = default
 

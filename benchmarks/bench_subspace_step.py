@@ -9,8 +9,8 @@ Steps are timed interleaved (full, SAID, full, SAID, ...) so machine noise hits 
 memory is measured in a fresh subprocess per mode: peak RSS on CPU, max_memory_allocated on GPU.
 
 --compare-triton (CUDA) also times SAID and DID with the fused Triton kernels turned off
-(INTDIM_TRITON=0: the torch path), on the same wrapped models, interleaved with the rest, and
-measures SAID's peak memory both ways.
+(INTDIM_TRITON=0: the torch path) and with their split TF32 dots (INTDIM_TRITON_DOT=split), on
+the same wrapped models, interleaved with the rest, and measures SAID's peak memory both ways.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved, machine  # noqa: E402
+from benchmarks.common import interleaved, machine, with_env  # noqa: E402
 from intdim import SubspaceConfig, wrap  # noqa: E402
 
 PRESETS = {
@@ -157,7 +157,8 @@ def main() -> None:
     if args.compare_triton:
         # Same models and optimisers, the kernels off for the step: only the projection differs.
         for mode in ("said", "did"):
-            steps[f"{mode}:torch"] = torch_path(steps[mode])
+            steps[f"{mode}:torch"] = with_env(steps[mode], INTDIM_TRITON="0")
+            steps[f"{mode}:split"] = with_env(steps[mode], INTDIM_TRITON_DOT="split")
     times = interleaved(steps, repeat=args.repeat, device=args.device)
     n = sum(p.numel() for p in build(args.preset, "cpu").parameters())
     print(f"machine: {machine()}")
@@ -169,7 +170,10 @@ def main() -> None:
         from intdim.kernels import triton_fastfood
 
         on = args.device == "cuda" and triton_fastfood.available()
-        print(f"  (said/did: Triton kernels {'on' if on else 'OFF'}; :torch = INTDIM_TRITON=0)")
+        print(
+            f"  (said/did: Triton kernels {'on' if on else 'OFF'}; :torch = INTDIM_TRITON=0, "
+            ":split = INTDIM_TRITON_DOT=split)"
+        )
     for mode, t in times.items():
         print(f"  {mode:>10} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
     if not args.no_memory:
@@ -179,23 +183,6 @@ def main() -> None:
         kind = "max_memory_allocated" if args.device == "cuda" else "peak RSS"
         for mode, b in mem.items():
             print(f"  {mode:>10} {kind}: {b / 2**20:8.0f} MiB = {b / mem['full']:.3f}x full")
-
-
-def torch_path(step):
-    """`step` with the Triton kernels off (FastfoodProjection reads INTDIM_TRITON at every call)."""
-
-    def run():
-        old = os.environ.get("INTDIM_TRITON")
-        os.environ["INTDIM_TRITON"] = "0"
-        try:
-            step()
-        finally:
-            if old is None:
-                del os.environ["INTDIM_TRITON"]
-            else:
-                os.environ["INTDIM_TRITON"] = old
-
-    return run
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -59,3 +60,29 @@ def interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5, device="c
             sync(device)
             best[k] = min(best[k], time.perf_counter() - t)
     return best
+
+
+@contextlib.contextmanager
+def env(**values: str) -> Iterator[None]:
+    """Environment variables set inside the block, e.g. env(INTDIM_TRITON="0"): the Fastfood
+    projection reads INTDIM_TRITON (kernels on/off) and INTDIM_TRITON_DOT at every call."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+def with_env(fn: Callable[[], object], **values: str) -> Callable[[], None]:
+    """fn, run with env(**values)."""
+
+    def run() -> None:
+        with env(**values):
+            fn()
+
+    return run

@@ -11,8 +11,6 @@ fused reduction would show.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import env  # noqa: E402
 from intdim import SubspaceConfig, build_projection, fwht, wrap  # noqa: E402
 
 failures = 0
@@ -102,30 +101,16 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 
-@contextlib.contextmanager
-def triton_env(value: str):
-    """INTDIM_TRITON=value inside the block (FastfoodProjection reads it at every call)."""
-    old = os.environ.get("INTDIM_TRITON")
-    os.environ["INTDIM_TRITON"] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["INTDIM_TRITON"]
-        else:
-            os.environ["INTDIM_TRITON"] = old
-
-
-# (LL, index dtype, rows) for the kernel checks: int16 is what models of >= 2^24 parameters get
-# (forced below); the row counts give several rows per program (the scratch row of the fused
-# reduction is reused) and a short last program.
+# (LL, index dtype, rows, dot modes) for the kernel checks: int16 is what models of >= 2^24
+# parameters get (forced below); the row counts give several rows per program (the scratch row of
+# the fused reduction is reused) and a short last program. Dot modes: INTDIM_TRITON_DOT values.
 TRITON_CASES = [
-    (16, torch.int32, 40_001),
-    (256, torch.int16, 9_001),
-    (1024, torch.int16, 8_193),
-    (1024, torch.int32, 8_193),
-    (4096, torch.int16, 2_049),
-    (8192, torch.int32, 1_025),
+    (16, torch.int32, 40_001, ("ieee", "split")),
+    (256, torch.int16, 9_001, ("ieee",)),
+    (1024, torch.int16, 8_193, ("ieee", "split")),
+    (1024, torch.int32, 8_193, ("ieee",)),
+    (4096, torch.int16, 2_049, ("ieee",)),
+    (8192, torch.int32, 1_025, ("ieee", "split")),
 ]
 CHUNK_FLOATS = 1 << 26  # one RoBERTa-base chunk on CUDA (intdim.hadamard.chunk_elems)
 DEV = "cuda"  # a dry run of the script logic on CPU (Triton's interpreter) may change these
@@ -141,7 +126,7 @@ def triton_checks(model_cfg, batch) -> None:
         return
     gen = torch.Generator().manual_seed(0)
     small_model = projection.SMALL_MODEL
-    for LL, index_dtype, rows in TRITON_CASES:
+    for LL, index_dtype, rows, modes in TRITON_CASES:
         projection.SMALL_MODEL = 0 if index_dtype == torch.int16 else 1 << 40
         try:
             D = rows * LL - LL // 3  # a truncated last block
@@ -151,35 +136,49 @@ def triton_checks(model_cfg, batch) -> None:
             projection.SMALL_MODEL = small_model
         assert p_cpu.block == LL and p_cpu.perm.dtype == index_dtype, (LL, p_cpu.perm.dtype)
         assert p_gpu._use_triton(torch.device(DEV))
-        name = f"triton LL={LL} {str(index_dtype)[6:]} rows={rows}"
-        n = p_cpu.n_blocks
-        prep = p_cpu.prepare(torch.randn(p_cpu.d, generator=gen))
-        ref = p_cpu.forward_rows(prep, 0, n)
-        out = p_gpu.forward_rows(prep.to(DEV), 0, n)
-        check(f"{name} forward_rows cuda == cpu", rel(out, ref) < 1e-5, f"{rel(out, ref):.1e}")
-        theta0 = torch.randn(n * LL, generator=gen)
-        buf = theta0.to(DEV, copy=True)
-        p_gpu.forward_rows(prep.to(DEV), 0, n, out=buf, add=buf)  # add aliasing out, as theta
-        err = rel(buf.view(n, LL), ref + theta0.view(n, LL))
-        check(f"{name} forward_rows + add (aliased) cuda == cpu", err < 1e-5, f"{err:.1e}")
-        g = torch.randn(n, LL, generator=gen)
-        ref = p_cpu.transpose_rows(g, 0, n)
-        out = p_gpu.transpose_rows(g.to(DEV), 0, n)
-        check(f"{name} transpose_rows cuda == cpu", rel(out, ref) < 1e-5, f"{rel(out, ref):.1e}")
-        w = torch.randn(n, generator=gen)
-        for label, weight, pr in (("DID", None, None), ("SAID", w, prep)):
-            acc_ref, dots_ref = p_cpu.reduce_rows(g, 0, n, weight, pr)
-            wc = None if weight is None else weight.to(DEV)
-            pc = None if pr is None else pr.to(DEV)
-            acc, dots = p_gpu.reduce_rows(g.to(DEV), 0, n, wc, pc)
-            err = rel(acc, acc_ref)
-            if dots is not None:
-                err = max(err, rel(dots, dots_ref))
-            check(f"{name} reduce_rows {label} cuda == cpu", err < 1e-4, f"{err:.1e}")
-            again = p_gpu.reduce_rows(g.to(DEV), 0, n, wc, pc)
-            same = torch.equal(again[0], acc) and (dots is None or torch.equal(again[1], dots))
-            check(f"{name} reduce_rows {label} deterministic", same)
+        for mode in modes:
+            with env(INTDIM_TRITON_DOT=mode):
+                name = f"triton LL={LL} {str(index_dtype)[6:]} rows={rows} dot={mode}"
+                kernel_checks(p_cpu, p_gpu, name, gen)
+    chunk_and_model_checks(model_cfg, batch)
 
+
+def kernel_checks(p_cpu, p_gpu, name: str, gen: torch.Generator) -> None:
+    """p_gpu's block-row methods (kernels) against p_cpu's (torch path), over all rows."""
+    n, LL = p_cpu.n_blocks, p_cpu.block
+    prep = p_cpu.prepare(torch.randn(p_cpu.d, generator=gen))
+    ref = p_cpu.forward_rows(prep, 0, n)
+    out = p_gpu.forward_rows(prep.to(DEV), 0, n)
+    check(f"{name} forward_rows cuda == cpu", rel(out, ref) < 1e-5, f"{rel(out, ref):.1e}")
+    theta0 = torch.randn(n * LL, generator=gen)
+    buf = theta0.to(DEV, copy=True)
+    p_gpu.forward_rows(prep.to(DEV), 0, n, out=buf, add=buf)  # add aliasing out, as theta
+    err = rel(buf.view(n, LL), ref + theta0.view(n, LL))
+    check(f"{name} forward_rows + add (aliased) cuda == cpu", err < 1e-5, f"{err:.1e}")
+    g = torch.randn(n, LL, generator=gen)
+    ref = p_cpu.transpose_rows(g, 0, n)
+    out = p_gpu.transpose_rows(g.to(DEV), 0, n)
+    check(f"{name} transpose_rows cuda == cpu", rel(out, ref) < 1e-5, f"{rel(out, ref):.1e}")
+    w = torch.randn(n, generator=gen)
+    for label, weight, pr in (("DID", None, None), ("SAID", w, prep)):
+        acc_ref, dots_ref = p_cpu.reduce_rows(g, 0, n, weight, pr)
+        wc = None if weight is None else weight.to(DEV)
+        pc = None if pr is None else pr.to(DEV)
+        acc, dots = p_gpu.reduce_rows(g.to(DEV), 0, n, wc, pc)
+        err = rel(acc, acc_ref)
+        if dots is not None:
+            err = max(err, rel(dots, dots_ref))
+        check(f"{name} reduce_rows {label} cuda == cpu", err < 1e-4, f"{err:.1e}")
+        again = p_gpu.reduce_rows(g.to(DEV), 0, n, wc, pc)
+        same = torch.equal(again[0], acc) and (dots is None or torch.equal(again[1], dots))
+        check(f"{name} reduce_rows {label} deterministic", same)
+
+
+def chunk_and_model_checks(model_cfg, batch) -> None:
+    from intdim import projection
+
+    small_model = projection.SMALL_MODEL
+    gen = torch.Generator().manual_seed(1)
     # One RoBERTa-base chunk on CUDA (2^26 floats, LL = 1024, int16): kernels against the CUDA
     # torch path. 32 rows per program: the fused reduction's scratch row is reused 32 times.
     projection.SMALL_MODEL = 0
@@ -192,16 +191,20 @@ def triton_checks(model_cfg, batch) -> None:
     prep = p.prepare(torch.randn(1000, device=DEV, generator=gc))
     g = torch.randn(n, 1024, device=DEV, generator=gc)
     w = torch.randn(n, device=DEV, generator=gc)
-    with triton_env("0"):
+    with env(INTDIM_TRITON="0"):
         fwd_ref = p.forward_rows(prep, 0, n).clone()
         acc_ref, dots_ref = p.reduce_rows(g, 0, n, w, prep)
-    fwd = p.forward_rows(prep, 0, n)
-    acc, dots = p.reduce_rows(g, 0, n, w, prep)
-    err = rel(fwd, fwd_ref)
-    check(f"triton {n} rows of 1024 forward_rows == torch on cuda", err < 1e-5, f"{err:.1e}")
-    err = max(rel(acc, acc_ref), rel(dots, dots_ref))
-    check(f"triton {n} rows of 1024 reduce_rows SAID == torch on cuda", err < 1e-4, f"{err:.1e}")
-    del fwd, fwd_ref, g
+    for mode in ("ieee", "split"):
+        with env(INTDIM_TRITON_DOT=mode):
+            fwd = p.forward_rows(prep, 0, n)
+            acc, dots = p.reduce_rows(g, 0, n, w, prep)
+        name = f"triton {n} rows of 1024 dot={mode}"
+        err = rel(fwd, fwd_ref)
+        check(f"{name} forward_rows == torch on cuda", err < 1e-5, f"{err:.1e}")
+        err = max(rel(acc, acc_ref), rel(dots, dots_ref))
+        check(f"{name} reduce_rows SAID == torch on cuda", err < 1e-4, f"{err:.1e}")
+        del fwd
+    del fwd_ref, g
 
     # Whole projection (autograd through Projection.forward) and a wrapped model, kernels on/off.
     p_cpu = build_projection("fastfood", 1_000_003, 3000, seed=7)
@@ -226,7 +229,7 @@ def triton_checks(model_cfg, batch) -> None:
             sub.theta_d.normal_(0, 1)
         res = {}
         for value in ("0", "1"):
-            with triton_env(value):
+            with env(INTDIM_TRITON=value):
                 sub.theta_d.grad = None
                 theta = {k: t.detach().clone() for k, t in sub.parameters_for_forward().items()}
                 sub(**{k: t.to(DEV) for k, t in batch.items()}).loss.backward()

@@ -22,7 +22,10 @@ and keeps the tile's layout, whereas each butterfly stage on a register tile nee
 permute / split / join shuffles, a layout conversion through shared memory per stage on a GPU.
 The price is flops, A + B multiply-adds per element (64 for LL = 1024: ~16 GFLOP per pass over
 125M floats, a fraction of a millisecond on an H100, about its memory time), and they must be
-exact float32: input_precision="ieee", since TF32 would round the input to 10 mantissa bits. The
+exact float32: input_precision="ieee", since TF32 would round the input to 10 mantissa bits.
+INTDIM_TRITON_DOT=split instead moves them to tensor cores without losing precision: the data is
+split exactly into three parts of at most 9 significant bits, which TF32 represents exactly (see
+_times_h). Which is faster is measured on the GPU (benchmarks/bench_fastfood.py --sweep). The
 +-1 entries are the parity of popcount(i & j), computed in registers once per program.
 
 Each program takes a contiguous run of rows rather than one row, so the H factors (and the
@@ -87,6 +90,16 @@ def _launch(n_rows: int, R: int) -> tuple[int, int]:
     return per_prog, -(-n_rows // per_prog)
 
 
+def _split() -> bool:
+    """INTDIM_TRITON_DOT=split: the Hadamard products as three exact TF32 tensor-core dots on a
+    split of the data (see _times_h); the default, "ieee", is one float32 dot on FMA units. Both
+    give float32 accuracy; which is faster on a GPU is for bench_fastfood.py --sweep to say."""
+    mode = os.environ.get("INTDIM_TRITON_DOT", "ieee")
+    if mode not in ("ieee", "split"):
+        raise ValueError(f"INTDIM_TRITON_DOT must be 'ieee' or 'split', got {mode!r}")
+    return mode == "split"
+
+
 # Warps per program; None picks by LL. benchmarks/bench_fastfood.py --sweep sets it to compare.
 NUM_WARPS: int | None = None
 
@@ -132,6 +145,38 @@ if triton is not None:
         return ha, hb
 
     @triton.jit
+    def _times_h(x, h, LEFT: tl.constexpr, SPLIT: tl.constexpr):
+        """h @ x (LEFT) or x @ h, float32 in and out, h a 0 / +-1 matrix.
+
+        Default: one IEEE float32 dot (FMA units). SPLIT: x = hi + mid + lo exactly, each part
+        with at most 8 (lo: 9) significant bits (rounding through bfloat16; the differences are
+        exact in float32), and three TF32 tensor-core dots, smallest part first, accumulated in
+        float32. TF32 keeps 11 significant bits, so it rounds neither the parts nor h: every
+        product is exact and only the float32 accumulation rounds, as in the IEEE dot. (Not
+        bfloat16 operands: Triton's interpreter computes bfloat16 dots wrongly, and the tests
+        run there.)
+        """
+        if SPLIT:
+            hi = x.to(tl.bfloat16).to(tl.float32)
+            r = x - hi
+            mid = r.to(tl.bfloat16).to(tl.float32)
+            lo = r - mid
+            if LEFT:
+                y = tl.dot(h, lo, input_precision="tf32")
+                y = tl.dot(h, mid, y, input_precision="tf32")
+                y = tl.dot(h, hi, y, input_precision="tf32")
+            else:
+                y = tl.dot(lo, h, input_precision="tf32")
+                y = tl.dot(mid, h, y, input_precision="tf32")
+                y = tl.dot(hi, h, y, input_precision="tf32")
+        else:
+            if LEFT:
+                y = tl.dot(h, x, input_precision="ieee")
+            else:
+                y = tl.dot(x, h, input_precision="ieee")
+        return y
+
+    @triton.jit
     def _hadamard(
         x,
         ha,
@@ -141,15 +186,16 @@ if triton is not None:
         A: tl.constexpr,
         B: tl.constexpr,
         C: tl.constexpr,
+        SPLIT: tl.constexpr,
     ):
         """H_LL applied to every row of the (R, LL) tile x; ha, hb from _factors."""
         if C == 0:
             y = tl.reshape(x, (A, B))
-            y = tl.dot(ha, y, input_precision="ieee")
-            y = tl.dot(y, hb, input_precision="ieee")
+            y = _times_h(y, ha, True, SPLIT)
+            y = _times_h(y, hb, False, SPLIT)
         else:
             y = tl.reshape(x, (R * LL // C, C))
-            y = tl.dot(y, hb, input_precision="ieee")
+            y = _times_h(y, hb, False, SPLIT)
         return tl.reshape(y, (R, LL))
 
     @triton.jit
@@ -166,6 +212,7 @@ if triton is not None:
         A: tl.constexpr,
         B: tl.constexpr,
         C: tl.constexpr,
+        SPLIT: tl.constexpr,
         HAS_ADD: tl.constexpr,
     ):
         ha, hb = _factors(LL, A, B, C)
@@ -179,7 +226,7 @@ if triton is not None:
             off = rows.to(tl.int64) * LL + cols
             p = tl.load(perm_ptr + off, mask=mask, other=0).to(tl.int32)
             z = tl.load(prep_ptr + p)  # the gather: prep is LL floats, cache-resident
-            y = _hadamard(z, ha, hb, R, LL, A, B, C) * scale
+            y = _hadamard(z, ha, hb, R, LL, A, B, C, SPLIT) * scale
             if HAS_ADD:
                 # `add` may alias `out`: each element is read before its own store, and rows
                 # belong to one program, so no other element's store can come first.
@@ -199,6 +246,7 @@ if triton is not None:
         A: tl.constexpr,
         B: tl.constexpr,
         C: tl.constexpr,
+        SPLIT: tl.constexpr,
     ):
         ha, hb = _factors(LL, A, B, C)
         start = tl.program_id(0) * per_prog
@@ -210,7 +258,7 @@ if triton is not None:
             mask = (rows < stop) & (cols < LL)
             base = rows.to(tl.int64) * LL
             g = tl.load(g_ptr + base + cols, mask=mask, other=0.0)
-            v = _hadamard(g, ha, hb, R, LL, A, B, C) * scale
+            v = _hadamard(g, ha, hb, R, LL, A, B, C, SPLIT) * scale
             p = tl.load(perm_ptr + base + cols, mask=mask, other=0).to(tl.int32)
             tl.store(out_ptr + base + p, v, mask=mask)  # out[i, perm[i, j]] = v[i, j]
 
@@ -230,6 +278,7 @@ if triton is not None:
         A: tl.constexpr,
         B: tl.constexpr,
         C: tl.constexpr,
+        SPLIT: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_DOT: tl.constexpr,
     ):
@@ -251,7 +300,7 @@ if triton is not None:
             mask = (rows < stop) & (cols < LL)
             base = rows.to(tl.int64) * LL
             g = tl.load(g_ptr + base + cols, mask=mask, other=0.0)
-            v = _hadamard(g, ha, hb, R, LL, A, B, C) * scale
+            v = _hadamard(g, ha, hb, R, LL, A, B, C, SPLIT) * scale
             p = tl.load(perm_ptr + base + cols, mask=mask, other=0).to(tl.int32)
             tl.store(mine + p, v, mask=mask)
             tl.debug_barrier()  # every thread's scatter lands before anyone reads t back
@@ -317,6 +366,7 @@ def forward_rows(
             A=A,
             B=B,
             C=C,
+            SPLIT=_split(),
             HAS_ADD=add is not None,
             num_warps=_warps(LL),
         )
@@ -347,6 +397,7 @@ def transpose_rows(
             A=A,
             B=B,
             C=C,
+            SPLIT=_split(),
             num_warps=_warps(LL),
         )
     return out.view(rows, LL)
@@ -391,6 +442,7 @@ def reduce_rows(
         A=A,
         B=B,
         C=C,
+        SPLIT=_split(),
         HAS_W=weight is not None,
         HAS_DOT=prep is not None,
         num_warps=_warps(LL),

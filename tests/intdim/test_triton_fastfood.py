@@ -7,6 +7,7 @@ with the kernels switched on for CPU tensors. Rows are few: the interpreter is s
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -14,7 +15,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
+tl = pytest.importorskip("triton.language")
 
 from intdim import projection as projection_mod  # noqa: E402
 from intdim.hadamard import hadamard_matrix  # noqa: E402
@@ -26,6 +28,29 @@ from tests.intdim.test_subspace import Small, reference_grad  # noqa: E402
 KERNELS = projection_mod.__file__.replace("projection.py", "kernels/triton_fastfood.py")
 
 
+@contextlib.contextmanager
+def _interpreting():
+    """TRITON_INTERPRET=1 while kernels are defined: triton.jit reads it then."""
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+
+
+with _interpreting():
+
+    @triton.jit
+    def _tf32_square(x_ptr, out_ptr, N: tl.constexpr):
+        i = tl.arange(0, N)[:, None] * N + tl.arange(0, N)[None, :]
+        x = tl.load(x_ptr + i)
+        tl.store(out_ptr + i, tl.dot(x, x, input_precision="tf32"))
+
+
 @pytest.fixture(scope="module")
 def tf():
     """A private copy of intdim.kernels.triton_fastfood whose kernels run in the interpreter.
@@ -33,18 +58,36 @@ def tf():
     triton.jit reads TRITON_INTERPRET when a kernel is defined, so the copy is loaded with it
     set; the real module (compiled kernels on a GPU machine) is left alone.
     """
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
+    with _interpreting():
         spec = importlib.util.spec_from_file_location("_triton_fastfood_interpreted", KERNELS)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-    finally:
-        if old is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = old
     return mod
+
+
+@pytest.fixture(autouse=True)
+def tf32_like_a_gpu(monkeypatch):
+    """The interpreter computes every tl.dot in float32, whatever input_precision says; make TF32
+    dots round their inputs to 10 mantissa bits as tensor cores do, so the split dots
+    (INTDIM_TRITON_DOT=split) are tested for exactness and not just for their algebra."""
+    from triton.runtime import interpreter
+
+    dot = interpreter.InterpreterBuilder.create_dot
+
+    def create_dot(self, a, b, d, input_precision, *args):
+        if str(input_precision).rsplit(".", 1)[-1] == "TF32":
+            a = interpreter.TensorHandle(interpreter._round_f32_to_tf32(a.data), a.dtype)
+            b = interpreter.TensorHandle(interpreter._round_f32_to_tf32(b.data), b.dtype)
+        return dot(self, a, b, d, input_precision, *args)
+
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_dot", create_dot)
+
+
+@pytest.fixture(params=["ieee", "split"])
+def dot_mode(request, monkeypatch):
+    """Both ways of doing the Hadamard products inside the kernels (see _times_h)."""
+    monkeypatch.setenv("INTDIM_TRITON_DOT", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -92,7 +135,7 @@ INDEX = [torch.int16, torch.int32]
 @pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
 @pytest.mark.parametrize("LL", LENGTHS)
 @pytest.mark.parametrize("with_add", [False, True], ids=["plain", "add"])
-def test_forward_rows(tf, monkeypatch, LL, index_dtype, with_add):
+def test_forward_rows(tf, dot_mode, monkeypatch, LL, index_dtype, with_add):
     p = make(LL, index_dtype, monkeypatch)
     prep = p.prepare(torch.randn(p.d))
     b0, b1 = 1, p.n_blocks  # a chunk that starts inside the table and ends with the short block
@@ -120,7 +163,7 @@ def test_forward_rows_add_may_alias_out(tf, monkeypatch):
 
 @pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
 @pytest.mark.parametrize("LL", LENGTHS)
-def test_transpose_rows(tf, monkeypatch, LL, index_dtype):
+def test_transpose_rows(tf, dot_mode, monkeypatch, LL, index_dtype):
     p = make(LL, index_dtype, monkeypatch)
     b0, b1 = 1, p.n_blocks
     g = torch.randn(b1 - b0, LL)
@@ -143,7 +186,7 @@ def programs(request, tf, monkeypatch):
 
 @pytest.mark.parametrize("LL,rows", [(2, 300), (16, 40), (1024, 7), (4096, 3)])
 @pytest.mark.parametrize("method", ["did", "said"])
-def test_reduce_rows_equals_the_unfused_computation(tf, programs, LL, rows, method):
+def test_reduce_rows_equals_the_unfused_computation(tf, dot_mode, programs, LL, rows, method):
     p = build_projection("fastfood", rows * LL, max(1, LL // 2 + 1), seed=1)
     assert p.block == LL
     g = torch.randn(rows, LL)
@@ -170,7 +213,7 @@ def test_reduce_rows_equals_the_unfused_computation(tf, programs, LL, rows, meth
 
 @pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
 @pytest.mark.parametrize("LL", [16, 1024])
-def test_adjoint_identity_through_the_projection(on_cpu, monkeypatch, LL, index_dtype):
+def test_adjoint_identity_through_the_projection(on_cpu, dot_mode, monkeypatch, LL, index_dtype):
     """<P x, g> = <x, P^T g>, with P x and P^T g (autograd through Projection.forward) both
     computed by the kernels; and both against dense math."""
     p = make(LL, index_dtype, monkeypatch, blocks=4.25)
@@ -192,6 +235,14 @@ def test_adjoint_identity_through_the_projection(on_cpu, monkeypatch, LL, index_
         M = p.materialize()
         assert rel_err(px, M @ x.detach().double()) < 1e-5
         assert rel_err(x.grad, M.T @ g.double()) < 1e-5
+
+
+def test_tf32_emulation_is_on():
+    """Guards tf32_like_a_gpu: a plain TF32 dot of float32 data must lose precision here."""
+    x = torch.randn(16, 16)
+    out = torch.empty(16, 16)
+    _tf32_square[(1,)](x, out, N=16)
+    assert rel_err(out, x.double() @ x.double()) > 1e-5
 
 
 def test_projection_falls_back_to_torch(tf, monkeypatch):
