@@ -1,0 +1,1 @@
+"""Optional fused kernels for the Fastfood transform; the pure-torch code stays the reference."""
