@@ -108,19 +108,19 @@ def block_row_ops(proj, x: torch.Tensor, dev: torch.device) -> dict:
     def reduce_said():  # SAID's backward: sum_i lambda_i t_i and <t_i, prep> per row
         acc = torch.zeros(blk, device=dev)
         for b0, b1 in spans:
-            part, dots = proj.reduce_rows(g[b0:b1], b0, b1, lam[b0:b1], prep)
-            acc += part
+            dots = torch.empty(b1 - b0, device=dev)
+            proj.transpose_reduce(g[b0:b1], b0, b1, acc, lam[b0:b1], prep, dots)
 
     def reduce_did():
         acc = torch.zeros(blk, device=dev)
         for b0, b1 in spans:
-            acc += proj.reduce_rows(g[b0:b1], b0, b1)[0]
+            proj.transpose_reduce(g[b0:b1], b0, b1, acc)
 
     return {
         "forward_rows": forward_rows,
         "forward_rows+add": forward_rows_add,
-        "reduce_rows DID": reduce_did,
-        "reduce_rows SAID": reduce_said,
+        "transpose_reduce DID": reduce_did,
+        "transpose_reduce SAID": reduce_said,
     }
 
 

@@ -1,20 +1,53 @@
 """Model FLOPs utilisation of the pretraining step for RoBERTa-base, bf16, on a GPU.
 
     python benchmarks/bench_pretrain_mfu.py [--batch 32] [--compile] [--peak-tflops 989]
+    python benchmarks/bench_pretrain_mfu.py --variants eager,compile,compile+nomask+lossc+b64 \
+        [--budget-s 210] [--probe]
 
-The step is the trainer's: `pretrain.model.MaskedLM` (LM head only at the scored positions) under
-bf16 autocast, cross-entropy on 15% of 512-token blocks, fused AdamW. Random tokens (throughput
-does not depend on the text). MFU counts the model FLOPs a step must do, 6 per parameter per token
-for the encoder, the attention score/value products (12 * layers * hidden * seq per token), and the
-LM head at the scored positions only, divided by the GPU's dense bf16 peak (H100 SXM: 989 TFLOP/s).
+The step is the trainer's (pretrain/train.py): `pretrain.model.MaskedLM` (LM head only at the
+scored positions) under bf16 autocast with the dropout seed set before the forward, the summed
+cross-entropy at 15% of 512-token blocks (sorted positions, as the objective gives them) scaled by
+1 / count, fused AdamW, then zero_grad. Random tokens (throughput does not depend on the text).
+MFU counts the model FLOPs a step must do, 6 per parameter per token for the encoder, the attention
+score/value products (12 * layers * hidden * seq per token), and the LM head at the scored
+positions only, divided by the GPU's dense bf16 peak (H100 SXM: 989 TFLOP/s; H200 the same).
 Goal (pretrain issue): >= 40%.
+
+A variant is '+'-joined words; one process measures them one after another, each on a fresh copy
+of the same model and a fresh optimizer, after its own compile and warmup; one that fails prints
+its error and the next one runs:
+
+    eager | compile | cudagraphs | autotune   how the module runs: eager; torch.compile with the
+                  default mode, "reduce-overhead" (CUDA graphs) or "max-autotune-no-cudagraphs"
+    nomask      attention_mask=None (a batch of full blocks: SDPA may pick FlashAttention);
+                otherwise an all-ones mask, which costs what a padded batch's mask costs (the
+                usual batch: packed `complete` blocks are rarely all full)
+    lossc       the cross-entropy inside the compiled module (compile_loss=true)
+    fullgraph   torch.compile(fullgraph=True) (compile_fullgraph=true)
+    b<N>        N blocks per micro-batch instead of --batch (the paper's batch comes from
+                accumulation, so a larger micro-batch changes nothing else)
+    flash       SDPA restricted to FlashAttention: fails unless the mask is gone (nomask)
+    cudnn       SDPA's cuDNN backend tried first (then flash, memory-efficient, math)
+    varpos      the count of scored positions changes every step as the objective's does (what
+                the trainer does without static_shapes=true: recompiles, then dynamic shapes);
+                without it the count is fixed (static_shapes=true, less its ~0.3% filler rows)
+
+--probe first times each SDPA backend alone on the model's attention shapes, with and without the
+padding mask, and checks that attention_mask=None reaches SDPA as no mask inside the model.
+Imports nothing that needs omegaconf (the GPU image lacks it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import gc
+import math
 import sys
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,9 +55,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, sync  # noqa: E402
 from pretrain.config import ModelConfig  # noqa: E402
-from pretrain.model import MaskedLM, build_config  # noqa: E402
+from pretrain.model import MaskedLM, build_config, summed_cross_entropy  # noqa: E402
+
+VOCAB, PAD = 50265, 1
+MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
+         "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
+FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos")
+# Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
+# --budget-s rather than be killed half-way.
+COST_S = {"eager": 10, "compile": 60, "cudagraphs": 75, "autotune": 200}
 
 
 class _Tok(SimpleNamespace):
@@ -32,66 +73,263 @@ class _Tok(SimpleNamespace):
         return self.vocab
 
 
+@dataclass
+class Variant:
+    name: str
+    run: str  # a key of MODES
+    batch: int
+    nomask: bool = False
+    lossc: bool = False
+    fullgraph: bool = False
+    flash: bool = False
+    cudnn: bool = False
+    varpos: bool = False
+
+
+def parse_variant(name: str, default_batch: int) -> Variant:
+    words = [w.strip() for w in name.split("+") if w.strip()]
+    if not words or words[0] not in MODES:
+        raise SystemExit(f"variant {name!r} must start with one of: {', '.join(MODES)}")
+    v = Variant(name=name, run=words[0], batch=default_batch)
+    for w in words[1:]:
+        if w in FLAGS:
+            setattr(v, w, True)
+        elif w[0] == "b" and w[1:].isdigit() and int(w[1:]) > 0:
+            v.batch = int(w[1:])
+        else:
+            raise SystemExit(f"unknown word {w!r} in variant {name!r}; words: b<N>, {FLAGS}")
+    if v.run == "eager" and (v.lossc or v.fullgraph):
+        raise SystemExit(f"variant {name!r}: lossc and fullgraph need a compiled run")
+    return v
+
+
+def sdpa_context(v: Variant):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if v.flash:
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+    if v.cudnn:
+        order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                 SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # fmt: skip
+        try:
+            return sdpa_kernel(order, set_priority=True)
+        except TypeError:  # an older torch without priorities: cuDNN only
+            return sdpa_kernel([SDPBackend.CUDNN_ATTENTION])
+    return contextlib.nullcontext()
+
+
+def make_inputs(v: Variant, seq: int, dev: torch.device, n_sets: int = 8):
+    """n_sets batches (ids, mask, positions, targets) cycled through the timed steps; with varpos
+    each has the objective's count of scored positions (76 or 77 per 512-token block), else all
+    have int(0.15 * tokens)."""
+    g = torch.Generator().manual_seed(0)
+    tokens = v.batch * seq
+    out = []
+    for _ in range(n_sets):
+        ids = torch.randint(3, VOCAB, (v.batch, seq), generator=g)
+        mask = None if v.nomask else torch.ones_like(ids)
+        if v.varpos:
+            per_block = torch.floor(0.15 * seq + torch.rand(v.batch, generator=g))
+            n = int(per_block.sum())
+        else:
+            n = int(0.15 * tokens)
+        positions = torch.randperm(tokens, generator=g)[:n].sort().values
+        targets = torch.randint(3, VOCAB, (n,), generator=g)
+        out.append(tuple(None if t is None else t.to(dev) for t in (ids, mask, positions, targets)))
+    return out
+
+
+def run_variant(v: Variant, cpu_model, a, counts) -> dict:
+    dev = torch.device(a.device)
+    model = copy.deepcopy(cpu_model).to(dev).train()
+    fwd = model
+    if v.run != "eager":
+        mode = MODES[v.run]
+        fwd = torch.compile(model, mode=None if mode == "default" else mode,
+                            fullgraph=v.fullgraph, dynamic=None if v.varpos else False)  # fmt: skip
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6,
+                            weight_decay=0.01, fused=True)  # fmt: skip
+    inputs = make_inputs(v, a.seq, dev)
+    total = torch.zeros((), dtype=torch.float64, device=dev)
+
+    def step(k: int) -> None:
+        ids, mask, positions, targets = inputs[k % len(inputs)]
+        torch.manual_seed(k)  # as the trainer, before every forward
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            if v.lossc:
+                loss_sum = fwd(ids, mask, positions, targets)
+            else:
+                loss_sum = summed_cross_entropy(fwd(ids, mask, positions), targets)
+        (loss_sum * (1.0 / len(targets))).backward()
+        total.add_(loss_sum.detach().double())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    with sdpa_context(v):
+        t0 = time.perf_counter()
+        step(0)
+        sync(dev)
+        first = time.perf_counter() - t0
+        for k in range(1, 1 + a.warmup):
+            step(k)
+        sync(dev)
+        t = time.perf_counter()
+        for k in range(a.steps):
+            step(1 + a.warmup + k)
+        sync(dev)
+        dt = (time.perf_counter() - t) / a.steps
+    if not math.isfinite(total.item()):
+        raise RuntimeError("the loss is not finite")
+    tokens = v.batch * a.seq
+    n_scored = sum(len(inputs[(1 + a.warmup + k) % len(inputs)][3]) for k in range(a.steps))
+    n_scored /= a.steps
+    flops = (6 * counts["encoder"] * tokens + 12 * counts["layers"] * counts["hidden"] * a.seq
+             * tokens + 6 * counts["head"] * n_scored)  # fmt: skip
+    return dict(first_s=first, step_ms=dt * 1e3, tok_s=tokens / dt, tflops=flops / dt / 1e12,
+                mfu=flops / dt / (a.peak_tflops * 1e12),
+                peak_gb=torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)  # fmt: skip
+
+
+def probe(cpu_model, a) -> None:
+    """Which SDPA backends take the model's attention (bf16, dropout 0.1, head dim 64), with the
+    compact (B, 1, 1, L) padding mask the trainer passes and with none, and how fast each is
+    (forward + backward); then whether attention_mask=None reaches SDPA as no mask in the model."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    cfg = cpu_model.hf.config
+    heads, d = cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
+    qkv = [torch.randn(a.batch, heads, a.seq, d, device="cuda", dtype=torch.bfloat16,
+                       requires_grad=True) for _ in range(3)]  # fmt: skip
+    mask = torch.ones(a.batch, 1, 1, a.seq, dtype=torch.bool, device="cuda")
+    mask[0, ..., a.seq - 9 :] = False
+    print("SDPA backends, one layer's attention, forward + backward (ms):")
+    for backend in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
+        row = []
+        for label, m in (("no mask", None), ("padding mask", mask)):
+            try:
+                with sdpa_kernel([getattr(SDPBackend, backend)]):
+
+                    def f(m=m):
+                        out = torch.nn.functional.scaled_dot_product_attention(
+                            *qkv, attn_mask=m, dropout_p=0.1
+                        )
+                        out.sum().backward()
+
+                    f()
+                    torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    for _ in range(10):
+                        f()
+                    torch.cuda.synchronize()
+                row.append(f"{label} {(time.perf_counter() - t) / 10 * 1e3:.2f}")
+            except Exception as e:  # noqa: BLE001  a backend that refuses these inputs
+                row.append(f"{label} unsupported ({str(e).splitlines()[0][:60]})")
+        print(f"  {backend:20s} " + "; ".join(row))
+    qkv.clear()  # free them before the model check
+    small = copy.deepcopy(cpu_model).cuda().train()
+    ids = torch.randint(3, VOCAB, (2, a.seq), device="cuda")
+    positions = torch.arange(0, 2 * a.seq, 7, device="cuda")
+    for label, m in (("attention_mask=None", None), ("all-ones mask", torch.ones_like(ids))):
+        try:
+            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]), torch.autocast("cuda", torch.bfloat16):
+                small(ids, m, positions).float().sum().backward()
+            torch.cuda.synchronize()
+            print(f"  model with {label}: runs on FlashAttention alone")
+        except Exception as e:  # noqa: BLE001
+            print(f"  model with {label}: not on FlashAttention ({str(e).splitlines()[0][:80]})")
+    del small
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--peak-tflops", type=float, default=989.0)
-    a = ap.parse_args()
-    from transformers import RobertaForMaskedLM
-
-    tok = _Tok(vocab=50265, pad_token_id=1, bos_token_id=0, eos_token_id=2)
-    cfg = build_config(ModelConfig(preset="roberta_base"), tok, a.seq)
-    torch.manual_seed(0)
-    model = MaskedLM(RobertaForMaskedLM(cfg)).cuda().train()
-    step_model = torch.compile(model) if a.compile else model
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, fused=True
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="the same as --variants compile")
+    ap.add_argument("--variants", default="", help="comma-separated; default eager (or compile)")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=0.0,
+        help="skip a variant that would end past this many seconds (0: no limit)",
     )
-    n_total = sum(p.numel() for p in model.parameters())
-    emb = model.hf.roberta.embeddings
-    n_emb = sum(p.numel() for p in emb.parameters())
-    head = model.hf.lm_head
-    n_head_dense = head.dense.weight.numel() + head.decoder.weight.numel()  # decoder tied
+    ap.add_argument("--probe", action="store_true", help="SDPA backend probe first")
+    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    # For a CPU smoke test of this script (the numbers mean nothing there):
+    #   --device cpu --preset roberta_tiny --seq 64 --batch 4 --steps 2 --warmup 1
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--preset", default="roberta_base", choices=["roberta_base", "roberta_tiny"])
+    a = ap.parse_args()
+    start = time.perf_counter()
+    names = a.variants or ("compile" if a.compile else "eager")
+    variants = [parse_variant(n, a.batch) for n in names.split(",") if n.strip()]
+    from transformers import RobertaForMaskedLM
+    from transformers import __version__ as tf_version
+
+    tok = _Tok(vocab=VOCAB, pad_token_id=PAD, bos_token_id=0, eos_token_id=2)
+    cfg = build_config(ModelConfig(preset=a.preset), tok, a.seq)
+    torch.manual_seed(0)
+    cpu_model = MaskedLM(RobertaForMaskedLM(cfg))
+    n_total = sum(p.numel() for p in cpu_model.parameters())
+    n_emb = sum(p.numel() for p in cpu_model.hf.roberta.embeddings.parameters())
+    head = cpu_model.hf.lm_head
     n_encoder = n_total - n_emb - head.dense.weight.numel() - head.dense.bias.numel()
     n_encoder -= sum(p.numel() for p in head.layer_norm.parameters()) + head.bias.numel()
-    ids = torch.randint(3, 50265, (a.batch, a.seq), device="cuda")
-    mask = torch.ones_like(ids)
-    n_scored = int(0.15 * a.batch * a.seq)
-    positions = torch.randperm(a.batch * a.seq, device="cuda")[:n_scored]
-    targets = torch.randint(3, 50265, (n_scored,), device="cuda")
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = step_model(ids, mask, positions)
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
-        loss.backward()
-        opt.step()
-
-    for _ in range(5):
-        step()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / a.steps
-    tokens = a.batch * a.seq
-    L, h = cfg.num_hidden_layers, cfg.hidden_size
-    flops = 6 * n_encoder * tokens + 12 * L * h * a.seq * tokens + 6 * n_head_dense * n_scored
-    mfu = flops / dt / (a.peak_tflops * 1e12)
-    print(f"machine: {machine()}")
-    print(
-        f"RoBERTa-base MLM (D={n_total:,}), batch {a.batch} x {a.seq}, bf16 autocast, "
-        f"compile={a.compile}"
-    )
-    print(
-        f"  step {dt * 1e3:.1f} ms, {tokens / dt:,.0f} tokens/s, "
-        f"{flops / dt / 1e12:.0f} TFLOP/s, MFU {mfu:.1%} of {a.peak_tflops:.0f} TFLOP/s"
-    )
+    counts = dict(
+        encoder=n_encoder,
+        layers=cfg.num_hidden_layers,
+        hidden=cfg.hidden_size,
+        head=head.dense.weight.numel() + head.decoder.weight.numel(),
+    )  # decoder tied
+    print(f"machine: {machine()}; transformers {tf_version}")
+    print(f"{a.preset} MLM (D={n_total:,}), seq {a.seq}, bf16 autocast, fused AdamW, "
+          f"{a.warmup} warmup + {a.steps} timed steps per variant, peak {a.peak_tflops:.0f} "
+          "TFLOP/s")  # fmt: skip
+    if a.probe and a.device == "cuda":
+        try:
+            probe(cpu_model, a)
+        except Exception:  # noqa: BLE001  the variants are what matters
+            traceback.print_exc()
+    rows = []
+    for v in variants:
+        elapsed = time.perf_counter() - start
+        cost = COST_S[v.run] * (2 if v.varpos else 1)
+        if a.budget_s and elapsed + cost > a.budget_s:
+            print(f"{v.name}: skipped, {elapsed:.0f} s + ~{cost} s would pass --budget-s")
+            rows.append((v, None, "skipped (budget)"))
+            continue
+        try:
+            r = run_variant(v, cpu_model, a, counts)
+            rows.append((v, r, "ok"))
+            print(f"{v.name} (batch {v.batch}): first step {r['first_s']:.1f} s, step "
+                  f"{r['step_ms']:.1f} ms, {r['tok_s']:,.0f} tokens/s, {r['tflops']:.0f} TFLOP/s,"
+                  f" MFU {r['mfu']:.1%}, peak memory {r['peak_gb']:.1f} GiB")  # fmt: skip
+        except Exception as e:  # noqa: BLE001  report it and measure the next variant
+            msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e) else ''}"
+            print(f"{v.name}: FAILED {msg}")
+            traceback.print_exc(limit=3)
+            rows.append((v, None, f"failed: {msg}"))
+        finally:
+            torch._dynamo.reset()
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    print("\n| variant | batch | first step | step | tokens/s | TFLOP/s | MFU | peak GiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for v, r, status in rows:
+        if r is None:
+            print(f"| {v.name} | {v.batch} | {status} | | | | | |")
+        else:
+            print(f"| {v.name} | {v.batch} | {r['first_s']:.1f} s | {r['step_ms']:.1f} ms | "
+                  f"{r['tok_s']:,.0f} | {r['tflops']:.0f} | {r['mfu']:.1%} | "
+                  f"{r['peak_gb']:.1f} |")  # fmt: skip
+    print(f"total {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -143,6 +143,14 @@ def triton_checks(model_cfg, batch) -> None:
     chunk_and_model_checks(model_cfg, batch)
 
 
+def reduced(p, g, weight=None, prep=None):
+    """(acc, dots) of p.transpose_reduce over all of g's rows (dots None without prep)."""
+    acc = torch.zeros(p.block, device=g.device)
+    dots = None if prep is None else torch.empty(g.shape[0], device=g.device)
+    p.transpose_reduce(g, 0, g.shape[0], acc, weight, prep, dots)
+    return acc, dots
+
+
 def kernel_checks(p_cpu, p_gpu, name: str, gen: torch.Generator) -> None:
     """p_gpu's block-row methods (kernels) against p_cpu's (torch path), over all rows."""
     n, LL = p_cpu.n_blocks, p_cpu.block
@@ -161,17 +169,17 @@ def kernel_checks(p_cpu, p_gpu, name: str, gen: torch.Generator) -> None:
     check(f"{name} transpose_rows cuda == cpu", rel(out, ref) < 1e-5, f"{rel(out, ref):.1e}")
     w = torch.randn(n, generator=gen)
     for label, weight, pr in (("DID", None, None), ("SAID", w, prep)):
-        acc_ref, dots_ref = p_cpu.reduce_rows(g, 0, n, weight, pr)
+        acc_ref, dots_ref = reduced(p_cpu, g, weight, pr)
         wc = None if weight is None else weight.to(DEV)
         pc = None if pr is None else pr.to(DEV)
-        acc, dots = p_gpu.reduce_rows(g.to(DEV), 0, n, wc, pc)
+        acc, dots = reduced(p_gpu, g.to(DEV), wc, pc)
         err = rel(acc, acc_ref)
         if dots is not None:
             err = max(err, rel(dots, dots_ref))
-        check(f"{name} reduce_rows {label} cuda == cpu", err < 1e-4, f"{err:.1e}")
-        again = p_gpu.reduce_rows(g.to(DEV), 0, n, wc, pc)
+        check(f"{name} transpose_reduce {label} cuda == cpu", err < 1e-4, f"{err:.1e}")
+        again = reduced(p_gpu, g.to(DEV), wc, pc)
         same = torch.equal(again[0], acc) and (dots is None or torch.equal(again[1], dots))
-        check(f"{name} reduce_rows {label} deterministic", same)
+        check(f"{name} transpose_reduce {label} deterministic", same)
 
 
 def chunk_and_model_checks(model_cfg, batch) -> None:
@@ -193,16 +201,16 @@ def chunk_and_model_checks(model_cfg, batch) -> None:
     w = torch.randn(n, device=DEV, generator=gc)
     with env(INTDIM_TRITON="0"):
         fwd_ref = p.forward_rows(prep, 0, n).clone()
-        acc_ref, dots_ref = p.reduce_rows(g, 0, n, w, prep)
+        acc_ref, dots_ref = reduced(p, g, w, prep)
     for mode in ("ieee", "split"):
         with env(INTDIM_TRITON_DOT=mode):
             fwd = p.forward_rows(prep, 0, n)
-            acc, dots = p.reduce_rows(g, 0, n, w, prep)
+            acc, dots = reduced(p, g, w, prep)
         name = f"triton {n} rows of 1024 dot={mode}"
         err = rel(fwd, fwd_ref)
         check(f"{name} forward_rows == torch on cuda", err < 1e-5, f"{err:.1e}")
         err = max(rel(acc, acc_ref), rel(dots, dots_ref))
-        check(f"{name} reduce_rows SAID == torch on cuda", err < 1e-4, f"{err:.1e}")
+        check(f"{name} transpose_reduce SAID == torch on cuda", err < 1e-4, f"{err:.1e}")
         del fwd
     del fwd_ref, g
 

@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
 # Everything measured on a lent GPU, in one go (device time is scarce):
-#   bash benchmarks/gpu_run.sh
+#   bash benchmarks/gpu_run.sh            # all sections
+#   bash benchmarks/gpu_run.sh core       # or: mfu (sections below, run alone)
 # The Fastfood projection uses the fused Triton kernels on CUDA when triton imports
-# (intdim/kernels/triton_fastfood.py); each comparison below times them against the torch path
-# (INTDIM_TRITON=0) in the same run, so no second session is needed for the baseline.
+# (intdim/kernels/triton_fastfood.py); the core section times them against the torch path
+# (INTDIM_TRITON=0) in the same runs, so no second session is needed for the baseline.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
+SECTION=${1:-all}
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton: NOT importable (torch path only)"
-python3 benchmarks/gpu_checks.py
-# RoBERTa-base's block length (d = 1000 -> LL = 1024), with a launch-settings sweep; then the
-# d = 4096 row of BENCHMARKS.md.
-python3 benchmarks/bench_fastfood.py --device cuda --repeat 5 --D 124647938 --d 1000 --compare-triton --sweep
-python3 benchmarks/bench_fastfood.py --device cuda --repeat 5 --compare-triton
-python3 benchmarks/bench_subspace_step.py --preset base --device cuda --repeat 10 --batch 32 --compare-triton
-python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
-INTDIM_TRITON=0 python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
+
+if [[ $SECTION == all || $SECTION == core ]]; then
+    # ---- core: correctness, then Fastfood and the SAID/DID step, kernels on and off ---------
+    # The timeouts only guard against a hang (e.g. a kernel that never finishes compiling).
+    timeout 240 python3 benchmarks/gpu_checks.py
+    # RoBERTa-base's D and block length (d = 1000 -> LL = 1024), with a launch-settings sweep.
+    timeout 180 python3 benchmarks/bench_fastfood.py --device cuda --repeat 5 --D 124647938 --d 1000 --compare-triton --sweep
+    timeout 240 python3 benchmarks/bench_subspace_step.py --preset base --device cuda --repeat 10 --batch 32 --compare-triton
+    timeout 60 python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
+    INTDIM_TRITON=0 timeout 60 python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
+fi
+
+if [[ $SECTION == all || $SECTION == mfu ]]; then
+    # ---- MFU variants (bench_pretrain_mfu.py; BENCHMARKS.md "Model FLOPs utilisation") ------
+    # About 4 minutes: one process measures the variants in this order (baselines first, then
+    # all levers together, then one lever off at a time), skips any that would end past 230 s
+    # (compile time counts; each variant prints its own line as it finishes), and is killed at
+    # 280 s at most. No omegaconf needed. More variants (cudagraphs+..., autotune+..., ...+b128,
+    # compile+varpos): see the bench's docstring.
+    timeout 280 python3 benchmarks/bench_pretrain_mfu.py --probe --budget-s 230 --variants \
+        eager,eager+nomask,compile,compile+nomask+lossc+b64,compile+nomask,compile+nomask+lossc,autotune+nomask+lossc+b64
+fi

@@ -12,6 +12,10 @@ Rows are processed in chunks of about 2 MB so every pass of a chunk stays in cac
 development machine this takes 0.15 s for 125M floats (about 5x a memory copy); a butterfly took
 ~10 s. See BENCHMARKS.md.
 
+float32 on the CPU goes to a compiled butterfly instead (intdim/kernels/fastfood_cpu.c, built on
+first use, ~6x faster than the matmuls for 1024-long rows) when a C compiler is there; the matmul
+form below is the reference and the fallback, and what float64, bfloat16 and CUDA use.
+
 Precision: float32 and float64 are transformed in their own precision; lower-precision inputs
 (bfloat16, float16) are accumulated in float32 and rounded once at the end. On CUDA the matmuls are
 forced to IEEE float32 (no TF32): TF32 would round the input to 10 mantissa bits.
@@ -25,6 +29,7 @@ from collections.abc import Iterator
 import torch
 
 from intdim.buffers import SCRATCH
+from intdim.kernels import cpu as cpu_kernels
 
 MAX_LOG2 = 26  # 2^22 is what d <= 4M needs; a little headroom costs nothing.
 # Digit size per device: 16x16 factors are the fewest flops that still run as efficient matmuls on
@@ -151,6 +156,12 @@ def fwht_(
     """
     n = x.shape[-1]
     _check_length(n)
+    if _native(x, out, add):
+        if out is None:
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        plus = None if add is None else add.reshape(-1, n)
+        cpu_kernels.fwht_rows(x.reshape(-1, n), out.view(-1, n), scale, plus)
+        return out
     compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     rows2d = x.reshape(-1, n)
     add2d = None if add is None else add.reshape(-1, n)
@@ -180,6 +191,14 @@ def fwht_(
                 _transform_rows(chunk, radices, tmp, scale, plus)
                 out2d[i : i + step].copy_(tmp)
     return out
+
+
+def _native(x: torch.Tensor, out: torch.Tensor | None, add: torch.Tensor | None) -> bool:
+    """float32 on the CPU runs as the compiled butterfly (intdim.kernels.cpu) when it is there."""
+    for t in (x, out, add):
+        if t is not None and (t.dtype != torch.float32 or t.device.type != "cpu"):
+            return False
+    return cpu_kernels.usable(x, out, add)
 
 
 def _small(x: torch.Tensor, scale: float, add: torch.Tensor | None, compute) -> torch.Tensor:

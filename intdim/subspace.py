@@ -169,7 +169,6 @@ class _Plan:
             self.chunks.append(_Chunk(b0, b1, start, pieces, rows, mixed))
         self._row_groups: dict[tuple[int, torch.device], Any] = {}
         self.buffer = ReusableBuffer()  # theta's storage, reused once the last step released it
-        self._ones: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     @property
     def dtype(self) -> torch.dtype:  # read live: .to(dtype) on the wrapper changes it
@@ -268,28 +267,16 @@ class _Plan:
         buf[end:].zero_()
         return buf.view(rows, blk), buf
 
-    def _ones_row(self, n: int, device: torch.device) -> torch.Tensor:
-        key = (n, device)
-        t = self._ones.get(key)
-        if t is None:
-            t = self._ones[key] = torch.ones(n, dtype=torch.float32, device=device)
-        return t
-
     def backward(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.proj.fused_reduce(x.device):
-            return self._backward_fused(x, lam, grads)
         proj = self.proj
         dev = x.device
         acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=dev)
         if lam is None:
             for c in self.chunks:
                 g, buf = self._assemble(c, grads, own=False)
-                rows = c.b1 - c.b0
-                t = SCRATCH.take(rows * proj.prep_size(), torch.float32, dev)
-                t2 = proj.transpose_rows(g, c.b0, c.b1, out=t)
-                # sum over blocks as a matrix-vector product: one pass, half the time of .sum(0)
-                acc.addmv_(t2.t(), self._ones_row(rows, dev))
-                SCRATCH.give(t, *([] if buf is None else [buf]))
+                proj.transpose_reduce(g, c.b0, c.b1, acc)
+                if buf is not None:
+                    SCRATCH.give(buf)
             return proj.finish(acc), None
         prep = proj.prepare(x)
         glam = torch.zeros(self.m + 1, dtype=torch.float32, device=dev)
@@ -308,45 +295,13 @@ class _Plan:
                 w = proj.forward_rows_at(prep, blocks)
                 glam.index_add_(0, pos_groups.view(-1), (gm * w).view(-1))
                 acc += proj.transpose_rows_at(gm * lam_ext[pos_groups], blocks).sum(0)
-            t = proj.transpose_rows(g, c.b0, c.b1)
-            if buf is not None:
-                SCRATCH.give(buf)
             rows = self._rows(i, dev)
-            glam.index_add_(0, rows, t @ prep)
-            acc += lam_ext[rows] @ t
-        return proj.finish(acc), glam[: self.m]
-
-    def _backward_fused(self, x, lam, grads) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """backward() when the projection fuses the per-chunk reduction (Triton on CUDA): one
-        pass per chunk gives sum_i lambda_i t_i and every row's <t_i, prep> without writing the
-        transposed rows t out. Same arithmetic as backward(); mixed rows are handled as there."""
-        proj, dev = self.proj, x.device
-        acc = torch.zeros(proj.prep_size(), dtype=torch.float32, device=dev)
-        said = lam is not None
-        prep = proj.prepare(x) if said else None
-        if said:
-            glam = torch.zeros(self.m + 1, dtype=torch.float32, device=dev)
-            lam_ext = torch.cat([lam.float(), lam.new_zeros(1, dtype=torch.float32)])
-        for i, c in enumerate(self.chunks):
-            g, buf = self._assemble(c, grads, own=said and bool(c.mixed))
-            if not said:
-                acc += proj.reduce_rows(g, c.b0, c.b1)[0]
-            else:
-                if c.mixed:  # as in backward(): these rows leave the per-block path
-                    blocks, pos_groups = self._mixed(i, dev)
-                    local = blocks - c.b0
-                    gm = g[local].clone()
-                    g[local] = 0
-                    w = proj.forward_rows_at(prep, blocks)
-                    glam.index_add_(0, pos_groups.view(-1), (gm * w).view(-1))
-                    acc += proj.transpose_rows_at(gm * lam_ext[pos_groups], blocks).sum(0)
-                rows = self._rows(i, dev)
-                part, dots = proj.reduce_rows(g, c.b0, c.b1, lam_ext[rows], prep)
-                acc += part
-                glam.index_add_(0, rows, dots)
+            dots = torch.empty(c.b1 - c.b0, dtype=torch.float32, device=dev)
+            proj.transpose_reduce(g, c.b0, c.b1, acc, weight=lam_ext[rows], prep=prep, dots=dots)
             if buf is not None:
                 SCRATCH.give(buf)
-        return proj.finish(acc), glam[: self.m] if said else None
+            glam.index_add_(0, rows, dots)
+        return proj.finish(acc), glam[: self.m]
 
 
 def _full_precision(device: torch.device):

@@ -17,6 +17,8 @@ TOKENIZER_KINDS = ("bpe", "sentencepiece", "pretrained")
 MODEL_PRESETS = ("roberta_base", "roberta_tiny")
 PRECISIONS = ("bf16", "fp32")
 SUBSPACE_METHODS = ("did", "said")
+# torch.compile's modes; "max-autotune-no-cudagraphs" autotunes the GEMMs (minutes of compile).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -148,6 +150,17 @@ class PretrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "bf16"  # bf16 autocast (GPU only; CPU always runs fp32) | fp32
     compile: bool = False
+    # GPU throughput options (benchmarks/bench_pretrain_mfu.py measures each); the next three
+    # need compile=true.
+    compile_mode: str = "default"  # one of COMPILE_MODES
+    compile_fullgraph: bool = False  # fail at compile time on a graph break instead of splitting
+    # The cross-entropy inside the compiled module (fused with the LM head), not after it.
+    compile_loss: bool = False
+    # Pad every training batch to data.tokens_per_sample tokens and its scored positions to the
+    # most a batch can have (unscored filler rows): one shape, so torch.compile compiles once
+    # (dynamic=False) instead of recompiling or going dynamic as the count of scored positions
+    # changes from batch to batch. Same loss up to float summation order; see make_batch.
+    static_shapes: bool = False
     tensorboard: bool = True
     num_threads: int = 0  # CPU threads per process for torch; 0 keeps torch's default
     data: DataConfig = field(default_factory=DataConfig)
@@ -172,3 +185,19 @@ class PretrainConfig:
             raise UserError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.log_interval < 1:
             raise UserError(f"log_interval must be >= 1, got {self.log_interval}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise UserError(
+                f"unknown compile_mode {self.compile_mode!r}; choose one of: "
+                f"{', '.join(COMPILE_MODES)}"
+            )
+        needs_compile = [
+            name
+            for name, on in (
+                ("compile_mode", self.compile_mode != "default"),
+                ("compile_fullgraph", self.compile_fullgraph),
+                ("compile_loss", self.compile_loss),
+            )
+            if on
+        ]
+        if needs_compile and not self.compile:
+            raise UserError(f"{', '.join(needs_compile)} only act with compile=true; set it")

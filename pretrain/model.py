@@ -6,6 +6,7 @@ is a large share of the FLOPs when it runs at every position; at 15% of position
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from intdim.errors import UserError
@@ -82,25 +83,41 @@ def build_model(cfg: ModelConfig, tokenizer, tokens_per_sample: int, seed: int):
     return model
 
 
+IGNORE_INDEX = -100  # a target that adds nothing to the loss (cross_entropy's default)
+
+
+def summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The MLM loss: cross-entropy summed over the scored rows, in fp32 (bf16 logits under
+    autocast are upcast first). Rows whose target is IGNORE_INDEX add exactly 0 to the loss and
+    get a zero gradient; they pad the scored rows to a fixed count (`static_shapes=true`)."""
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
 class MaskedLM(nn.Module):
-    """Logits at chosen positions: forward(input_ids, attention_mask, positions) -> (n, vocab).
+    """Logits at chosen positions: forward(input_ids, attention_mask, positions) -> (n, vocab),
+    or, given `targets`, their summed_cross_entropy (a scalar).
 
     `positions` are flat indices into input_ids.view(-1), distinct (the objectives give them
-    sorted and unique). The whole LM head (dense, GELU, LayerNorm, decoder) runs on those rows
-    only. This is the module that DDP, the subspace wrapper and torch.compile wrap; `hf` is the
-    plain transformers model that is saved. Building it switches the model's attention to
-    `pretrain.attention` (same maths; faster CPU training with dropout and padding); the switch
-    is not saved, checkpoints load with transformers' default attention."""
+    sorted and unique, then maybe unscored filler rows). The whole LM head (dense, GELU,
+    LayerNorm, decoder) runs on those rows only. `attention_mask=None` means no padding:
+    transformers then passes no mask to SDPA, which lets a GPU use the FlashAttention kernel (any
+    mask rules it out). Taking `targets` puts the loss inside whatever wraps this module
+    (torch.compile then fuses the fp32 cast, log-softmax and gather with the LM head;
+    `compile_loss`); the maths is the same. This is the module that DDP, the subspace wrapper and
+    torch.compile wrap; `hf` is the plain transformers model that is saved. Building it switches
+    the model's attention to `pretrain.attention` (same maths; faster CPU training with dropout
+    and padding); the switch is not saved, checkpoints load with transformers' default attention."""
 
     def __init__(self, hf_model: nn.Module) -> None:
         super().__init__()
         self.hf = hf_model
         hf_model.config._attn_implementation = attention.register()
 
-    def forward(self, input_ids, attention_mask, positions):
+    def forward(self, input_ids, attention_mask, positions, targets=None):
         hidden = self.hf.roberta(input_ids, attention_mask=attention_mask).last_hidden_state
         hidden = _TakeRows.apply(hidden.reshape(-1, hidden.shape[-1]), positions)
-        return self.hf.lm_head(hidden)
+        logits = self.hf.lm_head(hidden)
+        return logits if targets is None else summed_cross_entropy(logits, targets)
 
 
 class _TakeRows(torch.autograd.Function):

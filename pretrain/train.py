@@ -152,7 +152,15 @@ def setup(cfg: PretrainConfig) -> Run:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if cfg.compile:
-        forward = torch.compile(forward)
+        # static_shapes gives every training batch one shape, so dynamic=False compiles one static
+        # graph (two: with and without an attention mask). Without it, torch's default marks the
+        # dimensions that changed as dynamic after the first recompilation.
+        forward = torch.compile(
+            forward,
+            mode=None if cfg.compile_mode == "default" else cfg.compile_mode,
+            fullgraph=cfg.compile_fullgraph,
+            dynamic=False if cfg.static_shapes else None,
+        )
     run = Run(cfg, dist, run_dir, tokenizer, train_blocks, valid_blocks, objective, hf_model,
               module, forward, optimizer, scheduler, stream, update_freq)  # fmt: skip
     if resume is not None:
@@ -269,12 +277,16 @@ def train_update(run: Run) -> tuple[float, int]:
     dist, cfg, B, F = run.dist, run.cfg, run.cfg.optim.batch_size, run.update_freq
     keys = run.stream.take(B * dist.world * F)  # the whole update's blocks, same on every rank
     batches = []
+    static = {}
+    if cfg.static_shapes:
+        tps = cfg.data.tokens_per_sample
+        static = dict(length=tps, n_scored=B * run.objective.max_scored(tps))
     for k in range(F):
         mine = keys[(k * dist.world + dist.rank) * B : (k * dist.world + dist.rank + 1) * B]
         blocks = [run.train_blocks[i] for _, i in mine]
-        batches.append(run.objective.make_batch(blocks, mine))
+        batches.append(run.objective.make_batch(blocks, mine, **static))
     counts = torch.tensor(
-        [sum(len(b.targets) for b in batches), sum(b.n_tokens for b in batches)],
+        [sum(b.n_scored for b in batches), sum(b.n_tokens for b in batches)],
         dtype=torch.float64,
     )
     n_targets, n_tokens = distributed.all_reduce(dist, counts).tolist()
@@ -287,7 +299,7 @@ def train_update(run: Run) -> tuple[float, int]:
         sync = k == F - 1 or not dist.enabled
         ctx = contextlib.nullcontext() if sync else run.forward.no_sync()
         with ctx, _autocast(run):
-            loss_sum = run.objective.loss(run.forward, batch.to(dist.device))
+            loss_sum = run.objective.loss(run.forward, batch.to(dist.device), cfg.compile_loss)
         (loss_sum * scale).backward()
         total += loss_sum.detach().double()
     if cfg.optim.clip_norm > 0:
@@ -320,7 +332,7 @@ def validate(run: Run) -> float:
         batch = run.objective.make_batch([run.valid_blocks[i] for _, i in keys], keys)
         with _autocast(run):
             loss = run.objective.loss(run.module, batch.to(dist.device))
-        sums += torch.tensor([float(loss), len(batch.targets)], dtype=torch.float64,
+        sums += torch.tensor([float(loss), batch.n_scored], dtype=torch.float64,
                              device=dist.device)  # fmt: skip
     run.module.train()
     total, count = distributed.all_reduce(dist, sums).tolist()

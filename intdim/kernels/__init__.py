@@ -1,1 +1,1 @@
-"""Optional compiled kernels for hot paths; the pure-torch code stays the reference and fallback."""
+"""Optional fused kernels for the Fastfood transform; the pure-torch code stays the reference."""

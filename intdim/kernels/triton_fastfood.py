@@ -5,9 +5,9 @@ pure-torch path makes every step its own pass over memory (gather, Hadamard digi
 transform, gather, reduction); on a GPU those passes are the cost (each is ~500 MB per training
 step for RoBERTa-base). Here one program does a row's whole chain in registers:
 
-    forward_rows:   out[i] = scale * H prep[perm[i]]   (+ add[i])
-    transpose_rows: out[i] = (scale * H g[i])[inv[i]]                  (t_i = Pi_i^T s H g_i)
-    reduce_rows:    acc = sum_i w_i t_i,   dots[i] = <t_i, prep>       (t is never written out)
+    forward_rows:     out[i] = scale * H prep[perm[i]]  (+ add[i])
+    transpose_rows:   out[i] = (scale * H g[i])[inv[i]]           (t_i = Pi_i^T s H g_i)
+    transpose_reduce: acc += sum_i w_i t_i, dots[i] = <t_i, prep>   (t never written out)
 
 H is the unnormalised Sylvester Hadamard matrix in `intdim.hadamard.hadamard_matrix`'s ordering,
 and everything is float32. The torch path stays the reference; FastfoodProjection calls these only
@@ -403,35 +403,40 @@ def transpose_rows(
     return out.view(rows, LL)
 
 
-def reduce_rows(
+def transpose_reduce(
     g: torch.Tensor,
     perm: torch.Tensor,
     scale: float,
+    acc: torch.Tensor,
     weight: torch.Tensor | None = None,
     prep: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(sum_i weight[i] t_i, <t_i, prep> per row or None) for t = transpose_rows(g, perm, scale).
+    dots: torch.Tensor | None = None,
+) -> None:
+    """acc += sum_i weight[i] t_i (weight None: 1) for t = transpose_rows(g, perm, scale), and
+    dots[i] = <t_i, prep> if `dots` is given (then `prep` must be). t is never stored.
 
-    weight None means 1 for every row. Deterministic: no atomics (see the module docstring).
+    Deterministic: no atomics (see the module docstring).
     """
     rows, LL = _check_rows(perm)
     g = _flat(g.reshape(-1), rows * LL, "g")
+    _flat(acc, LL, "acc")
     if weight is not None:
         weight = _flat(weight.reshape(-1), rows, "weight")
-    if prep is not None:
-        prep = _flat(prep, LL, "prep")
+    if dots is not None:
+        if prep is None:
+            raise ValueError("dots needs prep")
+        _flat(prep, LL, "prep")
+        _flat(dots, rows, "dots")
     if not rows:
-        acc = torch.zeros(LL, dtype=torch.float32, device=g.device)
-        return acc, None if prep is None else g.new_zeros(0)
+        return
     R, A, B, C = _geometry(LL)
     per_prog, grid = _launch(rows, R)
     work = torch.empty(grid * R * LL, dtype=torch.float32, device=g.device)
-    dots = None if prep is None else torch.empty(rows, dtype=torch.float32, device=g.device)
     _reduce_kernel[(grid,)](
         g,
         perm,
         g if weight is None else weight,
-        g if prep is None else prep,
+        g if dots is None else prep,
         work,
         g if dots is None else dots,
         rows,
@@ -444,7 +449,7 @@ def reduce_rows(
         C=C,
         SPLIT=_split(),
         HAS_W=weight is not None,
-        HAS_DOT=prep is not None,
+        HAS_DOT=dots is not None,
         num_warps=_warps(LL),
     )
-    return work.view(-1, LL).sum(0), dots
+    acc += work.view(-1, LL).sum(0)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from intdim.registry import Registry
 from pretrain.config import ObjectiveConfig
+from pretrain.model import IGNORE_INDEX, summed_cross_entropy
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
@@ -18,9 +18,10 @@ OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 class Batch:
     input_ids: torch.Tensor  # (B, L) corrupted tokens, padded with <pad> to the longest block
     attention_mask: torch.Tensor | None  # None when every block in the batch is full length
-    positions: torch.Tensor  # flat indices into B*L where the loss is taken
-    targets: torch.Tensor  # the original token at each of those positions
+    positions: torch.Tensor  # flat indices into B*L where the loss is taken (distinct)
+    targets: torch.Tensor  # the original token at each of those positions, or IGNORE_INDEX
     n_tokens: int  # real (non-pad) input tokens, for tokens/s
+    n_scored: int  # positions that count (targets != IGNORE_INDEX): the loss's normaliser
 
     def to(self, device: torch.device) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
@@ -30,6 +31,7 @@ class Batch:
             move(self.positions),
             move(self.targets),
             self.n_tokens,
+            self.n_scored,
         )
 
 
@@ -77,9 +79,30 @@ class Objective:
             out[rand_mask] = rng.choice(self._ordinary_ids, int(rand_mask.sum()))
         return out
 
-    def make_batch(self, blocks: list[np.ndarray], keys: list[tuple[int, int]]) -> Batch:
-        """Corrupt each block with its own seeded generator and lay the batch out."""
-        length = max(len(b) for b in blocks)
+    def max_scored(self, length: int) -> int:
+        """The most positions `corrupt` can score in one block of at most `length` tokens.
+        MLM draws int(mask_prob * len + U[0, 1)) and span masking max(1, that) (never more), both
+        < mask_prob * length + 1. An objective with another budget overrides this; make_batch
+        fails loudly if a block exceeds it."""
+        return max(1, int(self.cfg.mask_prob * length + 1.0))
+
+    def make_batch(
+        self,
+        blocks: list[np.ndarray],
+        keys: list[tuple[int, int]],
+        length: int | None = None,
+        n_scored: int | None = None,
+    ) -> Batch:
+        """Corrupt each block with its own seeded generator and lay the batch out.
+
+        By default the batch is as long as its longest block and holds exactly the scored
+        positions. For static shapes (torch.compile then compiles one graph, not one per batch
+        shape or a slower dynamic one) `length` pads every row to that many tokens and
+        `n_scored` pads the positions to that count with distinct unscored positions whose target
+        is IGNORE_INDEX: they add 0 to the summed loss and get no gradient, so the loss is the same
+        up to float summation order. Padding the length changes the shape of the dropout draws, so
+        a run's exact numbers differ from the unpadded run's (each is exact on resume)."""
+        length = max([len(b) for b in blocks] + ([length] if length else []))
         ids = np.full((len(blocks), length), self.vocab.pad, dtype=np.int64)
         chosen = np.zeros((len(blocks), length), dtype=bool)
         for r, (block, (epoch, index)) in enumerate(zip(blocks, keys, strict=True)):
@@ -91,6 +114,19 @@ class Objective:
         originals = np.full((len(blocks), length), self.vocab.pad, dtype=np.int64)
         for r, block in enumerate(blocks):
             originals[r, : len(block)] = block
+        targets = originals.reshape(-1)[flat]
+        scored = len(flat)
+        if n_scored is not None:
+            if scored > n_scored:
+                raise ValueError(
+                    f"{type(self).__name__} scored {scored} positions, more than the {n_scored} "
+                    "static_shapes allows; its max_scored() is wrong"
+                )
+            # Distinct filler rows: MaskedLM's row gather needs distinct positions (its backward
+            # copies rather than adds), and there are always enough since n_scored <= B * L.
+            filler = np.flatnonzero(~chosen.reshape(-1))[: n_scored - scored]
+            flat = np.concatenate([flat, filler])
+            targets = np.concatenate([targets, np.full(len(filler), IGNORE_INDEX)])
         full = all(len(b) == length for b in blocks)
         attn = None
         if not full:
@@ -101,16 +137,21 @@ class Objective:
             input_ids=torch.from_numpy(ids),
             attention_mask=attn,
             positions=torch.from_numpy(flat),
-            targets=torch.from_numpy(originals.reshape(-1)[flat]),
+            targets=torch.from_numpy(targets),
             n_tokens=int(sum(len(b) for b in blocks)),
+            n_scored=scored,
         )
 
-    def loss(self, model, batch: Batch) -> torch.Tensor:
+    def loss(self, model, batch: Batch, in_model: bool = False) -> torch.Tensor:
         """The summed cross-entropy at the batch's target positions. `model` is a
         `pretrain.model.MaskedLM` (or the subspace wrapper around one, called the same way):
-        it runs the LM head only at those positions, which is where most of the saving is."""
-        logits = model(batch.input_ids, batch.attention_mask, batch.positions)
-        return F.cross_entropy(logits.float(), batch.targets, reduction="sum")
+        it runs the LM head only at those positions, which is where most of the saving is.
+        `in_model`: the model computes the loss itself (same function), so that torch.compile
+        fuses it into the compiled graph (`compile_loss=true`)."""
+        args = (batch.input_ids, batch.attention_mask, batch.positions)
+        if in_model:
+            return model(*args, batch.targets)
+        return summed_cross_entropy(model(*args), batch.targets)
 
 
 def build_objective(cfg: ObjectiveConfig, vocab: Vocab, seed: int) -> Objective:

@@ -23,12 +23,14 @@ def fastfood_from_definition(p: FastfoodProjection) -> torch.Tensor:
     return full * p.scale
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("D,d", [(1000, 37), (700, 700), (5000, 300), (4096, 64)])
 def test_fastfood_matches_its_definition(D, d):
     p = build_projection("fastfood", D, d, seed=3)
     torch.testing.assert_close(p.materialize(), fastfood_from_definition(p), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("kind", KINDS)
 def test_forward_and_gradient_match_the_dense_matrix(kind):
     D, d = 3001, 45  # D not a power of two, several blocks for fastfood

@@ -73,6 +73,7 @@ def chunk_rows(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("projection", ["fastfood", "dense", "sparse"])
 @pytest.mark.parametrize(
     "method,lambda_per", [("did", "layer"), ("said", "layer"), ("said", "tensor")]
@@ -309,6 +310,7 @@ class WithUnused(Small):
         self.unused = nn.Parameter(torch.randn(50))  # the loss never depends on it
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("method", ["did", "said"])
 def test_parameters_without_gradient_contribute_nothing(method, chunk_rows):
     torch.manual_seed(0)

@@ -184,31 +184,50 @@ def programs(request, tf, monkeypatch):
     return request.param
 
 
+def reduced(fn, g, weight, prep) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(acc, dots) from a transpose_reduce-like fn(g, acc, weight, prep, dots), acc from zero."""
+    acc = torch.zeros(g.shape[1])
+    dots = None if prep is None else torch.full((g.shape[0],), float("nan"))
+    fn(g, acc, weight, prep, dots)
+    return acc, dots
+
+
 @pytest.mark.parametrize("LL,rows", [(2, 300), (16, 40), (1024, 7), (4096, 3)])
 @pytest.mark.parametrize("method", ["did", "said"])
-def test_reduce_rows_equals_the_unfused_computation(tf, dot_mode, programs, LL, rows, method):
+def test_transpose_reduce_equals_the_unfused_computation(tf, dot_mode, programs, LL, rows, method):
     p = build_projection("fastfood", rows * LL, max(1, LL // 2 + 1), seed=1)
     assert p.block == LL
     g = torch.randn(rows, LL)
-    b0, b1 = 0, rows
     if method == "said":
         weight = torch.randn(rows)
         prep = p.prepare(torch.randn(p.d))
     else:
         weight = prep = None
-    acc, dots = tf.reduce_rows(g, p.perm, p.scale, weight, prep)
-    t = dense_transpose(p, g, b0, b1)
+
+    def kernel(g, acc, weight, prep, dots):
+        tf.transpose_reduce(g, p.perm, p.scale, acc, weight, prep, dots)
+
+    acc, dots = reduced(kernel, g, weight, prep)
+    t = dense_transpose(p, g, 0, rows)
     w = torch.ones(rows, dtype=torch.float64) if weight is None else weight.double()
     assert rel_err(acc, w @ t) < 1e-5
-    ref_acc, ref_dots = p.reduce_rows(g, b0, b1, weight, prep)  # the torch path
+    # FastfoodProjection's CPU path (compiled CPU kernel or torch), accumulating the same way
+    ref_acc, ref_dots = reduced(
+        lambda g, acc, weight, prep, dots: p.transpose_reduce(g, 0, rows, acc, weight, prep, dots),
+        g,
+        weight,
+        prep,
+    )
     torch.testing.assert_close(acc, ref_acc, rtol=1e-4, atol=1e-5)
-    if method == "did":
-        assert dots is None and ref_dots is None
-    else:
+    if method == "said":
         assert rel_err(dots, t @ prep.double()) < 1e-5
         torch.testing.assert_close(dots, ref_dots, rtol=1e-4, atol=1e-5)
-    again = tf.reduce_rows(g, p.perm, p.scale, weight, prep)
+    again = reduced(kernel, g, weight, prep)
     assert torch.equal(again[0], acc)  # no atomics: the same bits every run
+    start = torch.randn(LL)
+    acc2 = start.clone()
+    tf.transpose_reduce(g, p.perm, p.scale, acc2, weight)
+    torch.testing.assert_close(acc2, start + reduced(kernel, g, weight, None)[0])  # acc +=
 
 
 @pytest.mark.parametrize("index_dtype", INDEX, ids=["int16", "int32"])
@@ -217,7 +236,7 @@ def test_adjoint_identity_through_the_projection(on_cpu, dot_mode, monkeypatch, 
     """<P x, g> = <x, P^T g>, with P x and P^T g (autograd through Projection.forward) both
     computed by the kernels; and both against dense math."""
     p = make(LL, index_dtype, monkeypatch, blocks=4.25)
-    assert p.fused_reduce(torch.device("cpu"))
+    assert p._use_triton(torch.device("cpu"))  # the on_cpu fixture
     x = torch.randn(p.d, requires_grad=True)
     g = torch.randn(p.D)
     px = p(x)
@@ -248,7 +267,6 @@ def test_tf32_emulation_is_on():
 def test_projection_falls_back_to_torch(tf, monkeypatch):
     p = build_projection("fastfood", 5000, 300, seed=0)
     assert not p._use_triton(torch.device("cpu"))  # CPU tensors keep the torch path
-    assert not p.fused_reduce(torch.device("cpu"))
     assert tf.supports(1) and tf.supports(1 << 13)
     assert not tf.supports(1 << 14) and not tf.supports(24)  # d > 8192: torch path on CUDA too
     monkeypatch.setenv("INTDIM_TRITON", "0")
