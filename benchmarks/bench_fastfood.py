@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved, machine  # noqa: E402
+from benchmarks.common import interleaved, machine, native_on_cpu, on_torch_path  # noqa: E402
 from intdim.hadamard import fwht_  # noqa: E402
 from intdim.projection import build_projection  # noqa: E402
 
@@ -47,21 +47,21 @@ def main() -> None:
         with torch.no_grad():
             proj(x)
 
-    times = interleaved(
-        {
-            "copy": lambda: dst.copy_(src),
-            "hadamard": lambda: fwht_(rows, out=rows),
-            "forward": fwd,
-            "forward+backward": fwd_bwd,
-        },
-        repeat=a.repeat,
-        device=dev,
-    )
+    fns = {
+        "copy": lambda: dst.copy_(src),
+        "hadamard": lambda: fwht_(rows, out=rows),
+        "forward": fwd,
+        "forward+backward": fwd_bwd,
+    }
+    if native_on_cpu(dev):  # the same on the pure-torch path, side by side
+        for k in ("hadamard", "forward", "forward+backward"):
+            fns[f"{k} (torch)"] = on_torch_path(fns[k])
+    times = interleaved(fns, repeat=a.repeat, device=dev)
     print(f"machine: {machine()}")
     print(f"D={a.D:,} d={a.d} LL={proj.block} blocks={proj.n_blocks:,} (built in {build_s:.1f} s)")
     print(f"state: {proj.state_bytes() / a.D:.2f} bytes per parameter")
     for k, v in times.items():
-        print(f"{k:>17}: {v * 1e3:9.1f} ms  = {v / times['copy']:6.1f}x copy")
+        print(f"{k:>25}: {v * 1e3:9.1f} ms  = {v / times['copy']:6.1f}x copy")
     ok = times["forward+backward"] / times["copy"] <= 20
     print(f"goal forward+backward <= 20x copy: {'met' if ok else 'NOT met'}")
 

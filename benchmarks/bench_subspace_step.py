@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved, machine  # noqa: E402
+from benchmarks.common import interleaved, machine, native_on_cpu, on_torch_path  # noqa: E402
 from intdim import SubspaceConfig, wrap  # noqa: E402
 
 PRESETS = {
@@ -144,6 +144,8 @@ def main() -> None:
         _memory_child(args._memory, args)
         return
     steps = {mode: setup(mode, args) for mode in ("full", "said", "did")}
+    if native_on_cpu(args.device):  # SAID on the pure-torch path, side by side
+        steps["said (torch)"] = on_torch_path(steps["said"])
     times = interleaved(steps, repeat=args.repeat, device=args.device)
     n = sum(p.numel() for p in build(args.preset, "cpu").parameters())
     print(f"machine: {machine()}")
@@ -152,7 +154,7 @@ def main() -> None:
         f"device {args.device}"
     )
     for mode, t in times.items():
-        print(f"  {mode:>4} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
+        print(f"  {mode:>12} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
     if not args.no_memory:
         mem = {mode: peak_memory(mode, args) for mode in ("full", "said")}
         kind = "max_memory_allocated" if args.device == "cuda" else "peak RSS"

@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +43,9 @@ FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fPIC", "-shared"]
 PARALLEL_ELEMS = 1 << 18
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "lib": CDLL or None once decided; "pool": ThreadPoolExecutor
+# "lib": the CDLL (None if unavailable) once decided; "pool": (pid, size, ThreadPoolExecutor);
+# "off": set inside disabled().
+_state: dict[str, Any] = {}
 
 
 def enabled() -> bool:
@@ -215,10 +218,13 @@ def _run(jobs) -> None:
     if len(jobs) == 1:
         jobs[0]()
         return
-    pool = _state.get("pool")
-    if pool is None or pool._max_workers < len(jobs):  # type: ignore[attr-defined]
-        pool = _state["pool"] = ThreadPoolExecutor(len(jobs), thread_name_prefix="intdim-ff")
-    for f in [pool.submit(j) for j in jobs]:  # type: ignore[union-attr]
+    # A pool made before a fork has no threads in the child (it would wait forever): one pool
+    # per process, big enough for this call.
+    pid, size, pool = _state.get("pool", (None, 0, None))
+    if pid != os.getpid() or size < len(jobs):
+        pool = ThreadPoolExecutor(len(jobs), thread_name_prefix="intdim-ff")
+        _state["pool"] = (os.getpid(), len(jobs), pool)
+    for f in [pool.submit(j) for j in jobs]:
         f.result()
 
 
