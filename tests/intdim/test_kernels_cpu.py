@@ -245,6 +245,23 @@ def test_the_build_is_cached(fresh_build):
     assert list(fresh_build.glob("*.so")) == built and built[0].stat().st_mtime_ns == stamp
 
 
+@needs_native
+def test_an_unwritable_cache_dir_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")  # the cache dir would have to be created inside a file
+    monkeypatch.setenv("INTDIM_CACHE_DIR", str(blocker / "intdim"))
+    monkeypatch.setattr(cpu_kernels.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cpu_kernels.reset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cpu_kernels.library() is not None
+    finally:
+        cpu_kernels.reset()
+    assert len(list((tmp_path / "tmp").glob("intdim-*/fastfood_cpu-*.so"))) == 1
+
+
 def test_self_check_rejects_a_wrong_transform():
     class Broken:  # a "kernel" that copies x instead of transforming it
         def ff_fwht_rows(self, x, out, rows, n, scale, add):
