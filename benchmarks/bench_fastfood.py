@@ -24,7 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved, machine, with_env  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    interleaved,
+    machine,
+    native_on_cpu,
+    on_torch_path,
+    with_env,
+)
 from intdim.hadamard import fwht_  # noqa: E402
 from intdim.projection import build_projection  # noqa: E402
 
@@ -62,13 +68,16 @@ def main() -> None:
         "forward": fwd,
         "forward+backward": fwd_bwd,
     }
-    if a.compare_triton:
+    if native_on_cpu(dev):  # the same on the pure-torch path, side by side
+        for k in ("hadamard", "forward", "forward+backward"):
+            fns[f"{k} (torch)"] = on_torch_path(fns[k])
+    if a.compare_triton:  # copy, then each operation with the kernels off and on
+        fns = {"copy": fns["copy"]}
         del rows  # room for the block-row buffers
         ops = block_row_ops(proj, x.detach(), dev)
         for name, fn in {"forward": fwd, "forward+backward": fwd_bwd, **ops}.items():
             fns[f"{name} [torch]"] = with_env(fn, INTDIM_TRITON="0")
             fns[f"{name} [triton]"] = with_env(fn, INTDIM_TRITON="1")
-        del fns["forward"], fns["forward+backward"], fns["hadamard"]
     times = interleaved(fns, repeat=a.repeat, device=dev)
     print(f"machine: {machine()}")
     print(f"D={a.D:,} d={a.d} LL={proj.block} blocks={proj.n_blocks:,} (built in {build_s:.1f} s)")

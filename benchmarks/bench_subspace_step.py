@@ -28,7 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved, machine, with_env  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    interleaved,
+    machine,
+    native_on_cpu,
+    on_torch_path,
+    with_env,
+)
 from intdim import SubspaceConfig, wrap  # noqa: E402
 
 PRESETS = {
@@ -154,6 +160,8 @@ def main() -> None:
         _memory_child(args._memory, args)
         return
     steps = {mode: setup(mode, args) for mode in ("full", "said", "did")}
+    if native_on_cpu(args.device):  # SAID on the pure-torch path, side by side
+        steps["said (torch)"] = on_torch_path(steps["said"])
     if args.compare_triton:
         # Same models and optimisers, the kernels off for the step: only the projection differs.
         for mode in ("said", "did"):
@@ -175,7 +183,7 @@ def main() -> None:
             ":split = INTDIM_TRITON_DOT=split)"
         )
     for mode, t in times.items():
-        print(f"  {mode:>10} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
+        print(f"  {mode:>12} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
     if not args.no_memory:
         mem = {mode: peak_memory(mode, args) for mode in ("full", "said")}
         if args.compare_triton:

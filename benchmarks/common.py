@@ -62,6 +62,24 @@ def interleaved(fns: dict[str, Callable[[], object]], repeat: int = 5, device="c
     return best
 
 
+def on_torch_path(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` with intdim's compiled CPU kernels turned off: the pure-torch path, for comparison."""
+    from intdim.kernels import cpu as cpu_kernels
+
+    def run():
+        with cpu_kernels.disabled():
+            return fn()
+
+    return run
+
+
+def native_on_cpu(device: torch.device | str) -> bool:
+    """Whether intdim's compiled CPU kernels run here (so a torch-path column is worth timing)."""
+    from intdim.kernels import cpu as cpu_kernels
+
+    return torch.device(device).type == "cpu" and cpu_kernels.available()
+
+
 @contextlib.contextmanager
 def env(**values: str) -> Iterator[None]:
     """Environment variables set inside the block, e.g. env(INTDIM_TRITON="0"): the Fastfood

@@ -6,13 +6,14 @@ needs 10 additions per element and a row stays in L1 from the gather to the stor
 MNIST network the transform was ~40% of a DID step; the kernel makes it ~5x faster (BENCHMARKS.md).
 
 How: the C source is compiled with the system C compiler (`$CC`, else `cc`) into a per-user cache
-(`$INTDIM_CACHE_DIR`, else `$XDG_CACHE_HOME/intdim`, else `~/.cache/intdim`), keyed by the source,
-the compiler and the CPU's feature flags (so a shared home directory on a cluster with mixed nodes
-keeps one build per CPU type), written under a temporary name and renamed into place (concurrent
-first uses on many nodes are safe). It is loaded with ctypes (which releases the GIL during calls)
-and checked against the Hadamard matrix before first use. Nothing here is required: with no
-compiler, a failed build or a failed check, one warning is printed and the pure-torch path runs
-(slower, same results up to float32 rounding). `INTDIM_NATIVE=0` turns the kernels off.
+(`$INTDIM_CACHE_DIR`, else `$XDG_CACHE_HOME/intdim`, else `~/.cache/intdim`; the temp dir if that
+cannot be written), keyed by the source, the compiler and the CPU's feature flags (so a shared home
+directory on a cluster with mixed nodes keeps one build per CPU type), written under a temporary
+name and renamed into place (concurrent first uses on many nodes are safe). It is loaded with ctypes
+(which releases the GIL during calls) and checked against the Hadamard matrix before first use.
+Nothing here is required: with no compiler, a failed build or a failed check, one warning is printed
+and the pure-torch path runs (slower, same results up to float32 rounding). `INTDIM_NATIVE=0` turns
+the kernels off.
 
 Rows are independent, so big calls are split across `torch.get_num_threads()` threads, each with
 its own accumulators, summed in a fixed order (results depend on the thread count, not on timing).
@@ -33,6 +34,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +44,9 @@ FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fPIC", "-shared"]
 PARALLEL_ELEMS = 1 << 18
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "lib": CDLL or None once decided; "pool": ThreadPoolExecutor
+# "lib": the CDLL (None if unavailable) once decided; "pool": (pid, size, ThreadPoolExecutor);
+# "off": set inside disabled().
+_state: dict[str, Any] = {}
 
 
 def enabled() -> bool:
@@ -95,10 +99,19 @@ def _build(cc: str) -> Path:
     for part in (SOURCE.read_bytes(), repr(version).encode(), repr(FLAGS).encode()):
         key.update(part)
     key.update(_cpu_signature().encode())
-    target = cache_dir() / f"fastfood_cpu-{key.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    name = f"fastfood_cpu-{key.hexdigest()[:16]}.so"
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"intdim-{os.getuid()}"):
+        if (folder / name).exists():
+            return folder / name
+        try:  # a read-only home (some clusters' compute nodes): build in the temp dir instead
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                break
+        except OSError:
+            continue
+    else:
+        raise RuntimeError(f"no writable cache directory (tried {cache_dir()} and the temp dir)")
+    target = folder / name
     errors = []
     # -march=native first (AVX-512/AVX2 vectors); plain flags if this compiler or CPU refuses it.
     for extra in (["-march=native"], []):
@@ -215,10 +228,13 @@ def _run(jobs) -> None:
     if len(jobs) == 1:
         jobs[0]()
         return
-    pool = _state.get("pool")
-    if pool is None or pool._max_workers < len(jobs):  # type: ignore[attr-defined]
-        pool = _state["pool"] = ThreadPoolExecutor(len(jobs), thread_name_prefix="intdim-ff")
-    for f in [pool.submit(j) for j in jobs]:  # type: ignore[union-attr]
+    # A pool made before a fork has no threads in the child (it would wait forever): one pool
+    # per process, big enough for this call.
+    pid, size, pool = _state.get("pool", (None, 0, None))
+    if pid != os.getpid() or size < len(jobs):
+        pool = ThreadPoolExecutor(len(jobs), thread_name_prefix="intdim-ff")
+        _state["pool"] = (os.getpid(), len(jobs), pool)
+    for f in [pool.submit(j) for j in jobs]:
         f.result()
 
 

@@ -1,6 +1,7 @@
 """The compiled CPU kernels (intdim/kernels) against dense maths and the pure-torch path."""
 
 import ctypes
+import multiprocessing as mp
 import warnings
 
 import pytest
@@ -118,6 +119,44 @@ def test_rows_split_across_threads_give_the_same_result():
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-4)
 
 
+_FORK_ARGS: dict = {}
+
+
+def _threaded_call_in_child(queue) -> None:
+    # Only the kernel runs here: torch's own multi-threaded ops can hang in a forked child
+    # (OpenMP is not fork-safe), which is not what this test is about.
+    a = _FORK_ARGS
+    queue.put(len(cpu_kernels._spans(*a["inv"].shape)))
+    cpu_kernels.transpose_rows(a["g"], a["inv"], 1.0, acc=a["acc"])
+    queue.put(float(a["acc"][0]))
+
+
+@needs_native
+def test_threaded_calls_work_in_a_forked_child():
+    # The parent's thread pool exists before the fork, but its threads do not in the child.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rows, n = 512, 1024
+        inv = torch.arange(n, dtype=torch.int32).repeat(rows, 1)
+        _FORK_ARGS.update(g=torch.ones(rows, n), inv=inv, acc=torch.zeros(n))
+        cpu_kernels.transpose_rows(_FORK_ARGS["g"], inv, 1.0, acc=torch.zeros(n))  # makes the pool
+        ctx = mp.get_context("fork")
+        queue = ctx.SimpleQueue()
+        child = ctx.Process(target=_threaded_call_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+    finally:
+        torch.set_num_threads(before)
+        _FORK_ARGS.clear()
+    if child.is_alive():
+        child.kill()
+        pytest.fail("a threaded kernel call hung in a forked child")
+    assert child.exitcode == 0
+    assert queue.get() == 2  # the child really split the rows across threads
+    assert queue.get() == rows * n  # H of a row of ones is n at index 0; summed over the rows
+
+
 @needs_native
 @pytest.mark.parametrize("method", ["did", "said"])
 def test_subspace_model_is_the_same_on_both_paths(method, batch):
@@ -204,6 +243,23 @@ def test_the_build_is_cached(fresh_build):
     cpu_kernels.reset()
     assert cpu_kernels.library() is not None
     assert list(fresh_build.glob("*.so")) == built and built[0].stat().st_mtime_ns == stamp
+
+
+@needs_native
+def test_an_unwritable_cache_dir_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")  # the cache dir would have to be created inside a file
+    monkeypatch.setenv("INTDIM_CACHE_DIR", str(blocker / "intdim"))
+    monkeypatch.setattr(cpu_kernels.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cpu_kernels.reset()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cpu_kernels.library() is not None
+    finally:
+        cpu_kernels.reset()
+    assert len(list((tmp_path / "tmp").glob("intdim-*/fastfood_cpu-*.so"))) == 1
 
 
 def test_self_check_rejects_a_wrong_transform():
