@@ -33,6 +33,7 @@ from benchmarks.common import (  # noqa: E402
     machine,
     native_on_cpu,
     on_torch_path,
+    sync,
     with_env,
 )
 from intdim import SubspaceConfig, wrap  # noqa: E402
@@ -97,6 +98,24 @@ def setup(mode: str, args):
     return stepper(sub, sub.parameters(), make_batch(args, args.device), args.device, 1e-3)
 
 
+def profile_steps(name: str, step, device: str, steps: int = 3) -> None:
+    """Print where `steps` steps spend their time: the top ops by device (or CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    step()
+    sync(device)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    key = "device_time_total" if device == "cuda" else "self_cpu_time_total"
+    print(f"--- profile: {steps} {name} steps, sorted by {key} ---")
+    print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
+
+
 def peak_memory(mode: str, args, triton: str | None = None) -> int:
     """Run 3 steps of `mode` in a fresh process; return its peak memory in bytes.
 
@@ -154,6 +173,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--compare-triton", action="store_true", help="also time INTDIM_TRITON=0")
+    ap.add_argument("--profile", action="store_true", help="also profile full and SAID steps")
     ap.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._memory:
@@ -184,6 +204,9 @@ def main() -> None:
         )
     for mode, t in times.items():
         print(f"  {mode:>12} step: {t * 1e3:8.1f} ms  = {t / times['full']:.3f}x full")
+    if args.profile:
+        for mode in ("full", "said"):
+            profile_steps(mode, steps[mode], args.device)
     if not args.no_memory:
         mem = {mode: peak_memory(mode, args) for mode in ("full", "said")}
         if args.compare_triton:

@@ -17,7 +17,7 @@ if [[ $SECTION == all || $SECTION == core ]]; then
     timeout 240 python3 benchmarks/gpu_checks.py
     # RoBERTa-base's D and block length (d = 1000 -> LL = 1024), with a launch-settings sweep.
     timeout 180 python3 benchmarks/bench_fastfood.py --device cuda --repeat 5 --D 124647938 --d 1000 --compare-triton --sweep
-    timeout 240 python3 benchmarks/bench_subspace_step.py --preset base --device cuda --repeat 10 --batch 32 --compare-triton
+    timeout 240 python3 benchmarks/bench_subspace_step.py --preset base --device cuda --repeat 10 --batch 32 --compare-triton --profile
     timeout 60 python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
     INTDIM_TRITON=0 timeout 60 python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
 fi
