@@ -2,11 +2,12 @@
 # Everything measured on a lent GPU, in one go (device time is scarce):
 #   bash benchmarks/gpu_run.sh            # all sections
 #   bash benchmarks/gpu_run.sh core       # or: mfu (sections below, run alone)
-# The Fastfood projection uses the fused Triton kernels on CUDA when triton imports
-# (intdim/kernels/triton_fastfood.py); the core section times them against the torch path
-# (INTDIM_TRITON=0) in the same runs, so no second session is needed for the baseline.
+# The fused Triton kernels for the Fastfood projection (intdim/kernels/triton_fastfood.py) are
+# opt-in (INTDIM_TRITON=1) until this script has checked and timed them on a GPU; it turns them on
+# and times them against the torch path (INTDIM_TRITON=0) in the same runs, so no second session
+# is needed for the baseline.
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=.
+export PYTHONUNBUFFERED=1 PYTHONPATH=. INTDIM_TRITON=1
 SECTION=${1:-all}
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton: NOT importable (torch path only)"

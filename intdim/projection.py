@@ -270,7 +270,7 @@ class FastfoodProjection(Projection):
 
     # -- Triton on CUDA (intdim.kernels.triton_fastfood): one fused kernel per call ------------
     def _use_triton(self, device: torch.device) -> bool:
-        """Fused kernels for tensors on `device`? CUDA, Triton importable, INTDIM_TRITON != 0."""
+        """Fused kernels for tensors on `device`? CUDA, Triton importable, INTDIM_TRITON=1."""
         if device.type != "cuda":
             return False
         kernels = _triton_kernels()

@@ -11,7 +11,8 @@ step for RoBERTa-base). Here one program does a row's whole chain in registers:
 
 H is the unnormalised Sylvester Hadamard matrix in `intdim.hadamard.hadamard_matrix`'s ordering,
 and everything is float32. The torch path stays the reference; FastfoodProjection calls these only
-for CUDA tensors when `available()` (tests run them under TRITON_INTERPRET=1 on CPU tensors).
+for CUDA tensors when `available()`, i.e. INTDIM_TRITON=1 (opt-in until measured on a GPU; tests
+run them under TRITON_INTERPRET=1 on CPU tensors).
 
 How H is applied inside a program: as dense products. H_{AB} = H_A kron H_B, so a row of
 LL = A * B viewed as a row-major A x B matrix X becomes H_A X H_B: two tl.dot calls (A, B >= 16,
@@ -65,8 +66,12 @@ PROGRAMS = 2048
 
 
 def available() -> bool:
-    """Triton importable and not turned off with INTDIM_TRITON=0 (read at every call)."""
-    return triton is not None and os.environ.get("INTDIM_TRITON", "1") != "0"
+    """Triton importable and turned on with INTDIM_TRITON=1 (read at every call).
+
+    Opt-in: the kernels have only run under Triton's interpreter so far. Until a GPU run has
+    checked them (benchmarks/gpu_checks.py) and shown them faster (benchmarks/gpu_run.sh core),
+    CUDA keeps the torch path unless asked."""
+    return triton is not None and os.environ.get("INTDIM_TRITON", "0") == "1"
 
 
 def supports(block: int) -> bool:

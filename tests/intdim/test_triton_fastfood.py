@@ -269,6 +269,8 @@ def test_projection_falls_back_to_torch(tf, monkeypatch):
     assert not p._use_triton(torch.device("cpu"))  # CPU tensors keep the torch path
     assert tf.supports(1) and tf.supports(1 << 13)
     assert not tf.supports(1 << 14) and not tf.supports(24)  # d > 8192: torch path on CUDA too
+    monkeypatch.delenv("INTDIM_TRITON", raising=False)
+    assert not tf.available()  # opt-in until checked on a GPU
     monkeypatch.setenv("INTDIM_TRITON", "0")
     assert not tf.available()
     monkeypatch.setenv("INTDIM_TRITON", "1")
