@@ -117,13 +117,16 @@ def _build(cc: str) -> Path:
     for extra in (["-march=native"], []):
         fd, tmp = tempfile.mkstemp(prefix=target.stem, suffix=".so.tmp", dir=target.parent)
         os.close(fd)
-        cmd = [cc, *FLAGS, *extra, str(SOURCE), "-o", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode == 0:
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, target)
-            return target
-        os.unlink(tmp)
+        try:  # nothing half-written stays behind, whatever happens to the compiler
+            cmd = [cc, *FLAGS, *extra, str(SOURCE), "-o", tmp]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if proc.returncode == 0:
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, target)
+                return target
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         errors.append(proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"])
     raise RuntimeError(f"{cc} failed: {errors[-1][0]}")
 
@@ -244,6 +247,11 @@ def _f32(*tensors: torch.Tensor | None) -> None:
             raise ValueError("native kernels take contiguous float32 tensors")
 
 
+def _index(t: torch.Tensor) -> None:
+    if t.dim() != 2 or t.dtype not in (torch.int16, torch.int32) or not t.is_contiguous():
+        raise ValueError("native kernels take a contiguous 2-D int16 or int32 index")
+
+
 def diag_fwht_diag(
     x: torch.Tensor, pre: torch.Tensor, n: int, post: torch.Tensor, n_out: int
 ) -> torch.Tensor:
@@ -282,6 +290,7 @@ def forward_rows(
     """out[r] = scale * H prep[perm[r]] (+ add[r]) for perm (rows, n) int16/int32."""
     lib = library()
     _f32(prep, out, add)
+    _index(perm)
     rows, n = perm.shape
     ib = perm.element_size()
     _run(
@@ -317,6 +326,7 @@ def transpose_rows(
     dots[r] = <t_r, prep>, each only if given."""
     lib = library()
     _f32(g, out, acc, weight, prep, dots)
+    _index(inv)
     rows, n = inv.shape
     ib = inv.element_size()
     spans = _spans(rows, n)

@@ -182,17 +182,6 @@ int ff_forward_rows(const float *prep, const void *perm, int idx_bytes, int64_t 
     return 0;
 }
 
-/* Fastfood transpose rows: t_r = (scale * H g[r])[inv[r]], then any of
- *   out[r] = t_r                       (the rows themselves)
- *   acc   += sum_r weight[r] * t_r     (weight NULL: 1)
- *   dots[r] = <t_r, prep>              (SAID's per-row lambda gradient terms)
- * The scale is common to all rows, so it is applied once at the end of the sum and of each dot.
- * Sums run in float32 over runs of FLUSH rows and are then added into double accumulators: as
- * fast as a float sum, and the error no longer grows with the number of rows (122k for
- * RoBERTa-base at LL = 1024).
- */
-#define FLUSH 64
-
 /* <a, b> in float32 with 16 lanes (a fixed order: the result does not depend on the build). */
 static float dot(const float *a, const float *b, int64_t n) {
     if (n < 16) {
@@ -206,6 +195,17 @@ static float dot(const float *a, const float *b, int64_t n) {
     for (int k = 0; k < 16; k++) total += s[k];
     return total;
 }
+
+/* Fastfood transpose rows: t_r = (scale * H g[r])[inv[r]], then any of
+ *   out[r] = t_r                       (the rows themselves)
+ *   acc   += sum_r weight[r] * t_r     (weight NULL: 1)
+ *   dots[r] = <t_r, prep>              (SAID's per-row lambda gradient terms)
+ * The scale is common to all rows, so it is applied once at the end of the sum and of each dot.
+ * Sums run in float32 over runs of FLUSH rows and are then added into double accumulators: as
+ * fast as a float sum, and the rounding error grows only within a run, not with the number of
+ * rows (122k for RoBERTa-base at LL = 1024).
+ */
+#define FLUSH 64
 int ff_transpose_rows(const float *g, const void *inv, int idx_bytes, int64_t rows, int64_t n,
                       float scale, float *out, float *acc, const float *weight, const float *prep,
                       float *dots) {

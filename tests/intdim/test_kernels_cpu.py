@@ -277,6 +277,8 @@ def test_wrappers_refuse_non_float32():
         pytest.skip("native CPU kernels unavailable")
     with pytest.raises(ValueError, match="float32"):
         cpu_kernels.fwht_rows(torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 4), 1.0, None)
+    with pytest.raises(ValueError, match="int16 or int32"):  # the C code reads 2- or 4-byte indices
+        cpu_kernels.transpose_rows(torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.int64), 1.0)
 
 
 def test_model_still_trains_on_the_torch_path():
