@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--compare-triton", action="store_true", help="Triton kernels vs torch path")
     ap.add_argument("--sweep", action="store_true", help="with --compare-triton: tuning sweep")
     a = ap.parse_args()
+    if a.compare_triton and a.device != "cuda":
+        ap.error("--compare-triton times the Triton kernels, which run on CUDA only")
     dev = torch.device(a.device)
     t = time.perf_counter()
     proj = build_projection("fastfood", a.D, a.d, seed=0).to(dev)
@@ -70,7 +72,7 @@ def main() -> None:
     }
     if native_on_cpu(dev):  # the same on the pure-torch path, side by side
         for k in ("hadamard", "forward", "forward+backward"):
-            fns[f"{k} (torch)"] = on_torch_path(fns[k])
+            fns[f"{k} (torch path)"] = on_torch_path(fns[k])
     if a.compare_triton:  # copy, then each operation with the kernels off and on
         fns = {"copy": fns["copy"]}
         del rows  # room for the block-row buffers

@@ -176,12 +176,14 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also profile full and SAID steps")
     ap.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.compare_triton and args.device != "cuda":
+        ap.error("--compare-triton times the Triton kernels, which run on CUDA only")
     if args._memory:
         _memory_child(args._memory, args)
         return
     steps = {mode: setup(mode, args) for mode in ("full", "said", "did")}
     if native_on_cpu(args.device):  # SAID on the pure-torch path, side by side
-        steps["said (torch)"] = on_torch_path(steps["said"])
+        steps["said (torch path)"] = on_torch_path(steps["said"])
     if args.compare_triton:
         # Same models and optimisers, the kernels off for the step: only the projection differs.
         for mode in ("said", "did"):
