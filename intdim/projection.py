@@ -324,11 +324,10 @@ class FastfoodProjection(Projection):
 
     def transpose_rows(self, g, b0, b1, out=None):
         """Pi_i^T H (s g_i) for each block i: the per-block terms of P^T g before G H B."""
+        g = g.float().contiguous()
         if self._use_triton(g.device):
-            g = g.float().contiguous()
             return _triton_kernels().transpose_rows(g, self.perm[b0:b1], self.scale, out)
         rows = b1 - b0
-        g = g.float().contiguous()
         if cpu_kernels.usable(g, out):
             if out is None:
                 out = torch.empty(rows * self.block, dtype=torch.float32, device=g.device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intdim.kernels import cpu as cpu_kernels
+from intdim.projection import Projection
 
 
 @pytest.fixture(params=["native", "torch"])
@@ -17,3 +18,11 @@ def kernel_path(request):
     if not cpu_kernels.available():
         pytest.skip("native CPU kernels unavailable here (no C compiler)")
     yield request.param
+
+
+@pytest.fixture(params=[None, 1], ids=["default-chunks", "one-block-chunks"])
+def chunk_rows(request, monkeypatch):
+    """Chunks as the device gives them, then one block per chunk (every chunk boundary path)."""
+    if request.param is not None:
+        monkeypatch.setattr(Projection, "rows_per_chunk", lambda self: request.param)
+    return request.param

@@ -272,9 +272,8 @@ def test_self_check_rejects_a_wrong_transform():
         cpu_kernels._self_check(Broken())
 
 
+@needs_native
 def test_wrappers_refuse_non_float32():
-    if not cpu_kernels.available():
-        pytest.skip("native CPU kernels unavailable")
     with pytest.raises(ValueError, match="float32"):
         cpu_kernels.fwht_rows(torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 4), 1.0, None)
     with pytest.raises(ValueError, match="int16 or int32"):  # the C code reads 2- or 4-byte indices

@@ -4,7 +4,6 @@ from torch import nn
 from torch.func import functional_call
 
 from intdim.errors import UserError
-from intdim.projection import Projection
 from intdim.subspace import SubspaceConfig, layer_of, wrap
 from tests.conftest import tiny_bert, tiny_roberta
 
@@ -64,13 +63,6 @@ def _groups(sub):
         else [layer_of(n) for n in sub.param_names]
     )
     return [sub.layers.index(k) for k in keys] if sub.m else [0] * len(keys)
-
-
-@pytest.fixture(params=[None, 1], ids=["default-chunks", "one-block-chunks"])
-def chunk_rows(request, monkeypatch):
-    if request.param is not None:
-        monkeypatch.setattr(Projection, "rows_per_chunk", lambda self: request.param)
-    return request.param
 
 
 @pytest.mark.usefixtures("kernel_path")

@@ -277,13 +277,6 @@ def test_projection_falls_back_to_torch(tf, monkeypatch):
     assert tf.available()
 
 
-@pytest.fixture(params=[None, 1], ids=["default-chunks", "one-block-chunks"])
-def chunk_rows(request, monkeypatch):
-    if request.param is not None:
-        monkeypatch.setattr(FastfoodProjection, "rows_per_chunk", lambda self: request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("method", ["did", "said"])
 def test_subspace_gradient_with_kernels(on_cpu, chunk_rows, method):
     """The fused backward (mixed rows included: blocks of 64 straddle the tensors) against a dense
