@@ -2,7 +2,7 @@
 
     python benchmarks/bench_pretrain_mfu.py [--batch 32] [--compile] [--peak-tflops 989]
     python benchmarks/bench_pretrain_mfu.py --variants eager,compile,compile+nomask+lossc+b64 \
-        [--budget-s 210] [--probe]
+        [--budget-s 210] [--probe] [--profile]
 
 The step is the trainer's (pretrain/train.py): `pretrain.model.MaskedLM` (LM head only at the
 scored positions) under bf16 autocast with the dropout seed set before the forward, the summed
@@ -181,6 +181,8 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
             step(1 + a.warmup + k)
         sync(dev)
         dt = (time.perf_counter() - t) / a.steps
+        if a.profile:
+            kernel_profile(lambda k: step(10_000 + k), dev)
     if not math.isfinite(total.item()):
         raise RuntimeError("the loss is not finite")
     tokens = v.batch * a.seq
@@ -191,6 +193,42 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     return dict(first_s=first, step_ms=dt * 1e3, tok_s=tokens / dt, tflops=flops / dt / 1e12,
                 mfu=flops / dt / (a.peak_tflops * 1e12),
                 peak_gb=torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)  # fmt: skip
+
+
+# Kernel name fragments -> what they are (first match wins), for --profile's summary.
+KERNEL_KINDS = (
+    ("attention", ("flash", "fmha", "attention", "cudnn")),
+    ("matmul", ("gemm", "nvjet", "sm90_xmma", "cutlass", "cublas", "wgmma")),
+    ("optimizer", ("adam",)),
+    ("inductor (fused)", ("triton_",)),
+    ("embedding / index", ("embedding", "index", "gather", "scatter", "sort", "radix")),
+)
+
+
+def kernel_profile(step, dev: torch.device, steps: int = 3) -> None:
+    """Where a step's GPU time goes: the kernels by kind, then the top kernels (ms per step)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for k in range(steps):
+            step(k)
+        sync(dev)
+    kernels = [e for e in prof.key_averages()
+               if e.device_type == DeviceType.CUDA and not e.is_user_annotation]  # fmt: skip
+    kinds: dict[str, float] = {}
+    for e in kernels:
+        name = e.key.lower()
+        kind = next((k for k, frags in KERNEL_KINDS if any(f in name for f in frags)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / steps / 1e3
+    busy = sum(kinds.values())
+    parts = [
+        f"{k} {t:.1f} ms ({t / busy:.0%})" for k, t in sorted(kinds.items(), key=lambda x: -x[1])
+    ]
+    print(f"  profile: GPU busy {busy:.1f} ms per step; " + ", ".join(parts))
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:25]:
+        print(f"    {e.self_device_time_total / steps / 1e3:7.2f} ms  x{e.count // steps:<4d} "
+              f"{e.key[:110]}")  # fmt: skip
 
 
 def probe(cpu_model, a) -> None:
@@ -260,6 +298,9 @@ def main() -> None:
         help="skip a variant that would end past this many seconds (0: no limit)",
     )
     ap.add_argument("--probe", action="store_true", help="SDPA backend probe first")
+    ap.add_argument(
+        "--profile", action="store_true", help="after each variant, its kernels by GPU time"
+    )
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     # For a CPU smoke test of this script (the numbers mean nothing there):
     #   --device cpu --preset roberta_tiny --seq 64 --batch 4 --steps 2 --warmup 1

@@ -22,6 +22,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -100,6 +101,7 @@ def setup(mode: str, args):
 
 def profile_steps(name: str, step, device: str, steps: int = 3) -> None:
     """Print where `steps` steps spend their time: the top ops by device (or CPU) time."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU]
@@ -107,13 +109,26 @@ def profile_steps(name: str, step, device: str, steps: int = 3) -> None:
         activities.append(ProfilerActivity.CUDA)
     step()
     sync(device)
+    t = time.perf_counter()
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step()
         sync(device)
-    key = "device_time_total" if device == "cuda" else "self_cpu_time_total"
-    print(f"--- profile: {steps} {name} steps, sorted by {key} ---")
-    print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
+    wall = (time.perf_counter() - t) / steps
+    avg = prof.key_averages()
+    keys = ["self_cpu_time_total"]
+    if device == "cuda":
+        keys.insert(0, "device_time_total")
+        # Busy time of the GPU per step against the wall time: far below it, the step waits on
+        # the CPU (launches, Python) rather than on kernels.
+        # (Kernels only, as the table's "Self CUDA time total": user annotations such as the
+        # optimizer's step span kernels already counted.)
+        kernels = [e for e in avg if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
+        busy = sum(e.self_device_time_total for e in kernels) / steps / 1e3
+        print(f"--- {name}: {wall * 1e3:.1f} ms per step (profiled), GPU busy {busy:.1f} ms")
+    for key in keys:
+        print(f"--- profile: {steps} {name} steps, sorted by {key} ---")
+        print(avg.table(sort_by=key, row_limit=22, max_name_column_width=60))
 
 
 def peak_memory(mode: str, args, triton: str | None = None) -> int:

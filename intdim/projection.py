@@ -270,11 +270,16 @@ class FastfoodProjection(Projection):
 
     # -- Triton on CUDA (intdim.kernels.triton_fastfood): one fused kernel per call ------------
     def _use_triton(self, device: torch.device) -> bool:
-        """Fused kernels for tensors on `device`? CUDA, Triton importable, INTDIM_TRITON=1."""
+        """Fused kernels for tensors on `device`? CUDA, Triton importable, not INTDIM_TRITON=0,
+        and the kernels passed their self-check on that GPU."""
         if device.type != "cuda":
             return False
         kernels = _triton_kernels()
-        return kernels.available() and kernels.supports(self.block)
+        return (
+            kernels.available()
+            and kernels.supports(self.block)
+            and kernels.self_check(device, self.block)
+        )
 
     def forward_rows(self, prep, b0, b1, out=None, add=None):
         if self._use_triton(prep.device):

@@ -11,8 +11,8 @@ step for RoBERTa-base). Here one program does a row's whole chain in registers:
 
 H is the unnormalised Sylvester Hadamard matrix in `intdim.hadamard.hadamard_matrix`'s ordering,
 and everything is float32. The torch path stays the reference; FastfoodProjection calls these only
-for CUDA tensors when `available()`, i.e. INTDIM_TRITON=1 (opt-in until measured on a GPU; tests
-run them under TRITON_INTERPRET=1 on CPU tensors).
+for CUDA tensors when `available()` (unless INTDIM_TRITON=0) and once `self_check` has passed on
+that GPU; tests run them under TRITON_INTERPRET=1 on CPU tensors.
 
 How H is applied inside a program: as dense products. H_{AB} = H_A kron H_B, so a row of
 LL = A * B viewed as a row-major A x B matrix X becomes H_A X H_B: two tl.dot calls (A, B >= 16,
@@ -66,12 +66,77 @@ PROGRAMS = 2048
 
 
 def available() -> bool:
-    """Triton importable and turned on with INTDIM_TRITON=1 (read at every call).
+    """Triton importable and not turned off with INTDIM_TRITON=0 (read at every call).
 
-    Opt-in: the kernels have only run under Triton's interpreter so far. Until a GPU run has
-    checked them (benchmarks/gpu_checks.py) and shown them faster (benchmarks/gpu_run.sh core),
-    CUDA keeps the torch path unless asked."""
-    return triton is not None and os.environ.get("INTDIM_TRITON", "0") == "1"
+    On by default: benchmarks/gpu_checks.py passed on an H100 (every kernel against the CPU and
+    the CUDA torch paths) and the kernels beat the torch path there (BENCHMARKS.md). Each GPU
+    still runs `self_check` before its first use."""
+    return triton is not None and os.environ.get("INTDIM_TRITON", "1") != "0"
+
+
+_CHECKED: dict[tuple, bool] = {}
+
+
+def self_check(device: torch.device, LL: int) -> bool:
+    """Whether the kernels give the right answer for blocks of LL on `device`, checked once per
+    (device, LL, dot mode) on a small problem against a float64 reference.
+
+    A GPU or Triton release where they fail to compile or compute wrongly gets one warning and
+    the torch path, never a crash in the middle of a run or a wrong theta.
+    """
+    key = (str(device), LL, _split())
+    ok = _CHECKED.get(key)
+    if ok is None:
+        ok = _CHECKED[key] = _run_self_check(device, LL)
+    return ok
+
+
+def _run_self_check(device: torch.device, LL: int) -> bool:
+    import warnings
+
+    gen = torch.Generator().manual_seed(0)
+    rows = 3
+    perm = torch.stack([torch.randperm(LL, generator=gen) for _ in range(rows)]).int()
+    prep = torch.randn(LL, generator=gen)
+    g = torch.randn(rows, LL, generator=gen)
+    weight = torch.randn(rows, generator=gen)
+    from intdim.hadamard import fwht  # the torch path: the reference (float64, on the CPU)
+
+    want_fwd = fwht(prep.double()[perm.long()]) * 0.5  # rows of scale * H Pi prep
+    t = fwht(g.double()) * 0.5  # t_i = Pi_i^-1 (scale * H g_i): scatter with perm
+    want_t = torch.zeros(rows, LL, dtype=torch.float64).scatter_(1, perm.long(), t)
+    want_acc = (weight.double()[:, None] * want_t).sum(0)
+    want_dots = (want_t @ prep.double()).float()
+    try:
+        out = forward_rows(prep.to(device), perm.to(device), 0.5).double().cpu()
+        acc = torch.zeros(LL, device=device)
+        dots = torch.empty(rows, device=device)
+        transpose_reduce(
+            g.to(device), perm.to(device), 0.5, acc, weight.to(device), prep.to(device), dots
+        )
+        acc, dots = acc.double().cpu(), dots.cpu()
+    except Exception as e:  # noqa: BLE001 - any failure means: use the torch path
+        problem = f"failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    else:
+        errs = [
+            _rel_err(out, want_fwd),
+            _rel_err(acc, want_acc),
+            _rel_err(dots.double(), want_dots.double()),
+        ]
+        if max(errs) < 1e-5:
+            return True
+        problem = f"computed wrong results (relative errors {max(errs):.1e})"
+    warnings.warn(
+        f"intdim: the Triton Fastfood kernels {problem} on {device} for blocks of {LL}; using "
+        "the torch path (set INTDIM_TRITON=0 to skip the kernels and this check)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return False
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def supports(block: int) -> bool:

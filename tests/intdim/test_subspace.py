@@ -20,6 +20,22 @@ class Small(nn.Module):
         return self.out(self.body(x))
 
 
+def reference_thetas(sub):
+    """{name: theta0 + lambda * (P x) piece} in float64, from a dense P built column by column."""
+    groups = _groups(sub)
+    n = sub.config.d - sub.m
+    lam = 1 + sub.theta_d.detach()[n:].double()
+    delta = sub.projection.materialize() @ sub.theta_d.detach()[:n].double()
+    params = dict(sub.base.named_parameters())
+    thetas, pos = {}, 0
+    for i, name in enumerate(sub.param_names):
+        p = params[name]
+        s = lam[groups[i]] if sub.m else 1.0
+        thetas[name] = p.detach().double() + s * delta[pos : pos + p.numel()].view(p.shape)
+        pos += p.numel()
+    return thetas
+
+
 def reference_grad(sub, loss_of_thetas):
     """dL/dtheta_d from a dense P built column by column and plain autograd on theta_D.
 
@@ -85,6 +101,43 @@ def test_gradient_is_P_transpose_times_theta_gradient(projection, method, lambda
         sub, lambda th: ((functional_call(sub.base, th, (inputs,)) - target) ** 2).mean()
     )
     torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.usefixtures("kernel_path")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(
+    "method,lambda_per", [("did", "layer"), ("said", "layer"), ("said", "tensor")]
+)
+def test_theta_is_theta0_plus_lambda_P_x(method, lambda_per, dtype, chunk_rows):
+    """Every parameter the model runs with, against a dense P: per-layer lambdas, blocks shared
+    by two layers (Fastfood blocks of 64 straddle Small's tensors), several chunks."""
+    torch.manual_seed(0)
+    model = Small().to(dtype)
+    cfg = SubspaceConfig(d=40, method=method, lambda_per=lambda_per, seed=4)
+    sub = wrap(model, cfg).to(dtype)
+    with torch.no_grad():
+        sub.theta_d.normal_(0, 0.5)
+    got = sub.parameters_for_forward()
+    for name, expected in reference_thetas(sub).items():
+        assert got[name].dtype == dtype
+        # P x is computed in float32 for every dtype (then added to theta0 and rounded once).
+        torch.testing.assert_close(got[name].double(), expected, rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_base_weights_share_one_buffer_and_changes_to_them_are_seen():
+    torch.manual_seed(0)
+    model = Small()
+    sub = wrap(model, SubspaceConfig(d=40, method="said", seed=4))
+    storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    assert len(storages) == 1  # theta0 + lambda P x is one operation per chunk
+    x = torch.randn(5, 20)
+    # In place (the buffer itself), then re-pointed to new storage: theta0 follows both.
+    with torch.no_grad():
+        model.body[0].weight.mul_(2)
+    torch.testing.assert_close(sub(x), model(x))
+    model.out.weight.data = torch.randn(3, 7)
+    torch.testing.assert_close(sub(x), model(x))
+    assert len({p.untyped_storage().data_ptr() for p in model.parameters()}) == 1
 
 
 @pytest.mark.parametrize("method", ["did", "said"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import warnings
 
 import pytest
 import torch
@@ -270,11 +271,47 @@ def test_projection_falls_back_to_torch(tf, monkeypatch):
     assert tf.supports(1) and tf.supports(1 << 13)
     assert not tf.supports(1 << 14) and not tf.supports(24)  # d > 8192: torch path on CUDA too
     monkeypatch.delenv("INTDIM_TRITON", raising=False)
-    assert not tf.available()  # opt-in until checked on a GPU
+    assert tf.available()  # on by default (checked on an H100)
     monkeypatch.setenv("INTDIM_TRITON", "0")
     assert not tf.available()
     monkeypatch.setenv("INTDIM_TRITON", "1")
     assert tf.available()
+    # On CUDA the kernels are used only once their self-check passed on that GPU.
+    monkeypatch.setattr(projection_mod, "_triton_kernels", lambda: tf)
+    p = build_projection("fastfood", 5000, 300, seed=0)
+    for verdict in (True, False):
+        monkeypatch.setattr(tf, "self_check", lambda device, LL, v=verdict: v)
+        assert p._use_triton(torch.device("cuda")) is verdict
+
+
+@pytest.mark.parametrize("LL", [16, 1024])
+def test_self_check_passes_for_the_kernels(tf, monkeypatch, LL):
+    monkeypatch.setattr(tf, "_CHECKED", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tf.self_check(torch.device("cpu"), LL)
+    assert tf._CHECKED == {("cpu", LL, False): True}
+
+
+@pytest.mark.parametrize("fault", ["wrong", "raises"])
+def test_self_check_rejects_a_broken_kernel_with_one_warning(tf, monkeypatch, fault):
+    monkeypatch.setattr(tf, "_CHECKED", {})
+    real = tf.forward_rows
+
+    def broken(prep, perm, scale, out=None, add=None):
+        if fault == "raises":
+            raise RuntimeError("PTX compilation failed\nmore detail")
+        res = real(prep, perm, scale, out, add)
+        res[1, 5] += 1e-3  # one element of one row off
+        return res
+
+    monkeypatch.setattr(tf, "forward_rows", broken)
+    with pytest.warns(RuntimeWarning, match="using the torch path") as record:
+        assert not tf.self_check(torch.device("cpu"), 64)
+        assert not tf.self_check(torch.device("cpu"), 64)  # checked once: no second warning
+    assert len(record) == 1
+    detail = "PTX compilation failed" if fault == "raises" else "computed wrong results"
+    assert detail in str(record[0].message)
 
 
 @pytest.mark.parametrize("method", ["did", "said"])
