@@ -28,6 +28,9 @@ its error and the next one runs:
                 accumulation, so a larger micro-batch changes nothing else)
     flash       SDPA restricted to FlashAttention: fails unless the mask is gone (nomask)
     cudnn       SDPA's cuDNN backend tried first (then flash, memory-efficient, math)
+    nodrop      dropout 0 (hidden and attention; the trainer's model.dropout=0
+                model.attention_dropout=0): not RoBERTa's recipe, measured to size what dropout's
+                random masks cost (a third of the step is memory-bound fused kernels, led by them)
     varpos      the count of scored positions changes every step as the objective's does (what
                 the trainer does without static_shapes=true: recompiles, then dynamic shapes);
                 without it the count is fixed (static_shapes=true, less its ~0.3% filler rows)
@@ -62,7 +65,7 @@ from pretrain.model import MaskedLM, build_config, summed_cross_entropy  # noqa:
 VOCAB, PAD = 50265, 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
-FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos")
+FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop")
 # Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
 # --budget-s rather than be killed half-way.
 COST_S = {"eager": 10, "compile": 60, "cudagraphs": 75, "autotune": 200}
@@ -84,6 +87,7 @@ class Variant:
     flash: bool = False
     cudnn: bool = False
     varpos: bool = False
+    nodrop: bool = False
 
 
 def parse_variant(name: str, default_batch: int) -> Variant:
@@ -142,6 +146,10 @@ def make_inputs(v: Variant, seq: int, dev: torch.device, n_sets: int = 8):
 def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     dev = torch.device(a.device)
     model = copy.deepcopy(cpu_model).to(dev).train()
+    if v.nodrop:  # same weights, every dropout at 0 (the attention reads its module's p too)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
     fwd = model
     if v.run != "eager":
         mode = MODES[v.run]

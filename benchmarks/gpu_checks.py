@@ -121,7 +121,7 @@ def triton_checks(model_cfg, batch) -> None:
     from intdim.kernels import triton_fastfood as tf
 
     version = getattr(tf.triton, "__version__", "missing")
-    check("triton importable, kernels on (INTDIM_TRITON=1)", tf.available(), version)
+    check("triton importable, kernels on (not INTDIM_TRITON=0)", tf.available(), version)
     if not tf.available():
         return
     gen = torch.Generator().manual_seed(0)

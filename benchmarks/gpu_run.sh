@@ -2,10 +2,9 @@
 # Everything measured on a lent GPU, in one go (device time is scarce):
 #   bash benchmarks/gpu_run.sh                    # all sections, in this order:
 #   bash benchmarks/gpu_run.sh checks said mfu mfuprof said512 fastfood mnist   # any, in order
-# The fused Triton kernels for the Fastfood projection (intdim/kernels/triton_fastfood.py) are
-# opt-in (INTDIM_TRITON=1) until this script has checked and timed them on a GPU; it turns them on
-# and times them against the torch path (INTDIM_TRITON=0) in the same runs, so no second session
-# is needed for the baseline.
+# The fused Triton kernels for the Fastfood projection (intdim/kernels/triton_fastfood.py) are on
+# by default for CUDA tensors; the benches time them against the torch path (INTDIM_TRITON=0) in
+# the same runs, so no second session is needed for the baseline.
 # Each step's output also goes to $OUT/gpu_<step>.txt (the device tool brings $OUT back even when
 # the whole command is cut off at its time limit), or to /tmp without $OUT.
 set -uo pipefail
@@ -31,7 +30,7 @@ for section in $SECTIONS; do
     said) step said_step 150 python3 benchmarks/bench_subspace_step.py --preset base --device cuda \
         --repeat 10 --batch 32 --compare-triton --profile --no-memory ;;
     said512) step said_step_512 100 python3 benchmarks/bench_subspace_step.py --preset base \
-        --device cuda --repeat 5 --batch 32 --seq 512 --compare-triton --no-memory ;;
+        --device cuda --repeat 5 --batch 32 --seq 512 --compare-triton --no-memory --profile ;;
     # RoBERTa-base's D and block length (d = 1000 -> LL = 1024), with a launch-settings sweep.
     fastfood) step fastfood 150 python3 benchmarks/bench_fastfood.py --device cuda --repeat 5 \
         --D 124647938 --d 1000 --compare-triton --sweep ;;
@@ -42,8 +41,10 @@ for section in $SECTIONS; do
     # MFU variants (bench_pretrain_mfu.py; BENCHMARKS.md "Model FLOPs utilisation"): one process
     # measures them in this order (all levers first), skips any that would end past --budget-s
     # (compile time counts; each prints its own line as it finishes). No omegaconf needed.
+    # Session 4 measured compile+nomask+lossc+b64 (32.4%), +b128 (33.3%), cudagraphs (32.5%) and
+    # the padding mask kept (30.9%); next: what dropout's masks cost (not the paper's recipe).
     mfu) step mfu 230 python3 benchmarks/bench_pretrain_mfu.py --budget-s 200 --variants \
-        compile+nomask+lossc+b64,compile+lossc+b64,cudagraphs+nomask+lossc+b64,compile+nomask+lossc+b128 ;;
+        compile+nomask+lossc+b64,compile+nomask+lossc+b64+nodrop,compile+lossc+b64+nodrop,compile+nomask+lossc+b128+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b64 ;;
