@@ -368,3 +368,12 @@ def test_parameters_without_gradient_contribute_nothing(method, chunk_rows):
         sub, lambda th: ((functional_call(sub.base, th, (x,)) - target) ** 2).mean()
     )
     torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
+
+
+def test_parameter_views_follow_the_buffer_they_are_cut_from():
+    plan = wrap(Small(), SubspaceConfig(d=40, method="said", seed=4))._plan
+    big = torch.arange(plan.padded + 5, dtype=torch.float32)
+    views = plan.views(big[5:])  # a buffer that does not start at its storage's start
+    for v, p, a in zip(views, plan.params, plan.offsets, strict=False):
+        assert v.shape == p.shape and v.is_contiguous()
+        assert torch.equal(v.reshape(-1), big[5 + a : 5 + a + p.numel()])
