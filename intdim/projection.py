@@ -265,7 +265,7 @@ class FastfoodProjection(Projection):
         if cpu_kernels.usable(x, self.G):
             return cpu_kernels.diag_fwht_diag(x, self.B, self.block, self.G, self.block)
         padded = torch.zeros(self.block, dtype=torch.float32, device=x.device)
-        torch.mul(x.float(), self.B[: self.d], out=padded[: self.d])
+        torch.mul(x, self.B[: self.d], out=padded[: self.d])
         return fwht_(padded).mul_(self.G)
 
     # -- Triton on CUDA (intdim.kernels.triton_fastfood): one fused kernel per call ------------

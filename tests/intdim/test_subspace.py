@@ -72,6 +72,15 @@ def reference_grad(sub, loss_of_thetas):
     return torch.cat([expected, glam])
 
 
+def assert_mse_gradient_matches_dense(sub, inputs, target):
+    """sub's grad theta_d for a mean squared error against `reference_grad` (dense P)."""
+    ((sub(inputs) - target) ** 2).mean().backward()
+    expected = reference_grad(
+        sub, lambda th: ((functional_call(sub.base, th, (inputs,)) - target) ** 2).mean()
+    )
+    torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
+
+
 def _groups(sub):
     keys = (
         sub.param_names
@@ -94,13 +103,7 @@ def test_gradient_is_P_transpose_times_theta_gradient(projection, method, lambda
     sub = wrap(model, cfg)
     with torch.no_grad():
         sub.theta_d.normal_(0, 0.5)  # away from 0 so lambda and x both matter
-    inputs = torch.randn(6, 20)
-    target = torch.randn(6, 3)
-    ((sub(inputs) - target) ** 2).mean().backward()
-    expected = reference_grad(
-        sub, lambda th: ((functional_call(sub.base, th, (inputs,)) - target) ** 2).mean()
-    )
-    torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
+    assert_mse_gradient_matches_dense(sub, torch.randn(6, 20), torch.randn(6, 3))
 
 
 @pytest.mark.usefixtures("kernel_path")
@@ -362,12 +365,7 @@ def test_parameters_without_gradient_contribute_nothing(method, chunk_rows):
     sub = wrap(WithUnused(), SubspaceConfig(d=30, method=method, seed=2))
     with torch.no_grad():
         sub.theta_d.normal_(0, 0.5)
-    x, target = torch.randn(5, 20), torch.randn(5, 3)
-    ((sub(x) - target) ** 2).mean().backward()
-    expected = reference_grad(
-        sub, lambda th: ((functional_call(sub.base, th, (x,)) - target) ** 2).mean()
-    )
-    torch.testing.assert_close(sub.theta_d.grad.double(), expected, rtol=2e-4, atol=1e-6)
+    assert_mse_gradient_matches_dense(sub, torch.randn(5, 20), torch.randn(5, 3))
 
 
 def test_parameter_views_follow_the_buffer_they_are_cut_from():
