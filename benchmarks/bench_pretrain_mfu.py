@@ -31,6 +31,9 @@ its error and the next one runs:
     nodrop      dropout 0 (hidden and attention; the trainer's model.dropout=0
                 model.attention_dropout=0): not RoBERTa's recipe, measured to size what dropout's
                 random masks cost (a third of the step is memory-bound fused kernels, led by them)
+    master      precision=bf16-master: a bf16 model (bf16 residual stream and LayerNorm, no
+                autocast) stepped through fp32 master weights, the trainer's MasterWeights
+                (fairseq's --fp16 recipe in bf16); otherwise bf16 autocast over fp32 weights
     varpos      the count of scored positions changes every step as the objective's does (what
                 the trainer does without static_shapes=true: recompiles, then dynamic shapes);
                 without it the count is fixed (static_shapes=true, less its ~0.3% filler rows)
@@ -61,11 +64,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine, sync  # noqa: E402
 from pretrain.config import ModelConfig  # noqa: E402
 from pretrain.model import MaskedLM, build_config, summed_cross_entropy  # noqa: E402
+from pretrain.precision import MasterWeights  # noqa: E402
 
 VOCAB, PAD = 50265, 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
-FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop")
+FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master")
 # Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
 # --budget-s rather than be killed half-way.
 COST_S = {"eager": 10, "compile": 60, "cudagraphs": 75, "autotune": 200}
@@ -88,6 +92,7 @@ class Variant:
     cudnn: bool = False
     varpos: bool = False
     nodrop: bool = False
+    master: bool = False
 
 
 def parse_variant(name: str, default_batch: int) -> Variant:
@@ -150,28 +155,37 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = 0.0
+    master = MasterWeights(model) if v.master else None  # the model's weights become bf16
     fwd = model
     if v.run != "eager":
         mode = MODES[v.run]
         fwd = torch.compile(model, mode=None if mode == "default" else mode,
                             fullgraph=v.fullgraph, dynamic=None if v.varpos else False)  # fmt: skip
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6,
-                            weight_decay=0.01, fused=True)  # fmt: skip
+    params = master.params if master else model.parameters()
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01,
+                            fused=True)  # fmt: skip
     inputs = make_inputs(v, a.seq, dev)
     total = torch.zeros((), dtype=torch.float64, device=dev)
 
     def step(k: int) -> None:
         ids, mask, positions, targets = inputs[k % len(inputs)]
         torch.manual_seed(k)  # as the trainer, before every forward
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
+        cast = contextlib.nullcontext() if master else torch.autocast(dev.type, torch.bfloat16)
+        with cast:
             if v.lossc:
                 loss_sum = fwd(ids, mask, positions, targets)
             else:
                 loss_sum = summed_cross_entropy(fwd(ids, mask, positions), targets)
         (loss_sum * (1.0 / len(targets))).backward()
         total.add_(loss_sum.detach().double())
+        if master:  # as the trainer's train_update (one micro-batch, one process)
+            master.accumulate()
+            master.prepare_step()
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        if master:
+            master.after_step()
+        else:
+            opt.zero_grad(set_to_none=True)
 
     cuda = dev.type == "cuda"
     if cuda:
@@ -337,7 +351,7 @@ def main() -> None:
         head=head.dense.weight.numel() + head.decoder.weight.numel(),
     )  # decoder tied
     print(f"machine: {machine()}; transformers {tf_version}")
-    print(f"{a.preset} MLM (D={n_total:,}), seq {a.seq}, bf16 autocast, fused AdamW, "
+    print(f"{a.preset} MLM (D={n_total:,}), seq {a.seq}, bf16 (autocast, or master), fused AdamW, "
           f"{a.warmup} warmup + {a.steps} timed steps per variant, peak {a.peak_tflops:.0f} "
           "TFLOP/s")  # fmt: skip
     if a.probe and a.device == "cuda":

@@ -21,7 +21,7 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton: NOT importable (torch path only)"
 
 # The limits only guard against a hang (e.g. a kernel that never finishes compiling); most
-# important first. All six take about 8 minutes on an H100 box.
+# important first. mfu alone takes up to 9 minutes; the others 1-2 each.
 for section in $SECTIONS; do
     case $section in
     checks) step checks 120 python3 benchmarks/gpu_checks.py ;;
@@ -42,12 +42,16 @@ for section in $SECTIONS; do
     # measures them in this order (all levers first), skips any that would end past --budget-s
     # (compile time counts; each prints its own line as it finishes). No omegaconf needed.
     # Session 4 measured compile+nomask+lossc+b64 (32.4%), +b128 (33.3%), cudagraphs (32.5%) and
-    # the padding mask kept (30.9%); next: what dropout's masks cost (not the paper's recipe).
-    mfu) step mfu 230 python3 benchmarks/bench_pretrain_mfu.py --budget-s 200 --variants \
-        compile+nomask+lossc+b64,compile+nomask+lossc+b64+nodrop,compile+lossc+b64+nodrop,compile+nomask+lossc+b128+nodrop ;;
+    # the padding mask kept (30.9%); a third of that step was memory-bound fused kernels on an
+    # fp32 residual stream. Next: precision=bf16-master (a bf16 model, fp32 masters: fairseq's
+    # recipe) against the autocast reference in the same process, then its other levers.
+    # Last, if the budget allows: max-autotune, whose Triton GEMM templates can take the bias,
+    # GELU, dropout and residual add into the matmul's epilogue (minutes of compile).
+    mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --variants \
+        compile+nomask+lossc+b64+master,compile+nomask+lossc+b64,compile+nomask+lossc+b128+master,compile+lossc+b64+master,compile+nomask+lossc+b64+master+flash,autotune+nomask+lossc+b64+master ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
-        compile+nomask+lossc+b64 ;;
+        compile+nomask+lossc+b64+master ;;
     *) echo "unknown section $section (checks said mfu mfuprof said512 fastfood mnist)"; exit 2 ;;
     esac
 done

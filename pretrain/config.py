@@ -15,7 +15,7 @@ from intdim.errors import UserError
 
 TOKENIZER_KINDS = ("bpe", "sentencepiece", "pretrained")
 MODEL_PRESETS = ("roberta_base", "roberta_tiny")
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("bf16", "bf16-master", "fp32")
 SUBSPACE_METHODS = ("did", "said")
 # torch.compile's modes; "max-autotune-no-cudagraphs" autotunes the GEMMs (minutes of compile).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -148,7 +148,10 @@ class PretrainConfig:
     validate_interval_updates: int = 0  # 0: at every save
     log_interval: int = 10
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "bf16"  # bf16 autocast (GPU only; CPU always runs fp32) | fp32
+    # bf16: autocast (fp32 weights; GPU only, CPU runs fp32) | bf16-master: a bf16 model, fp32
+    # master weights, optimizer state and gradient accumulation (fairseq's --fp16, in bf16; on
+    # every device; pretrain/precision.py) | fp32
+    precision: str = "bf16"
     compile: bool = False
     # GPU throughput options (benchmarks/bench_pretrain_mfu.py measures each); the next three
     # need compile=true.
@@ -178,7 +181,14 @@ class PretrainConfig:
         if self.keep_last_optimizer_states < 1:
             raise UserError("keep_last_optimizer_states must be >= 1 (resume needs the last one)")
         if self.precision not in PRECISIONS:
-            raise UserError(f"unknown precision {self.precision!r}; choose bf16 or fp32")
+            raise UserError(
+                f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}"
+            )
+        if self.precision == "bf16-master" and self.subspace.d > 0:
+            raise UserError(
+                "precision=bf16-master trains the full model; with subspace.d > 0 use "
+                "precision=bf16 (only theta_d is trained)"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
         if self.num_threads < 0:

@@ -41,6 +41,7 @@ from pretrain.data import BlockStream, PackedBlocks, binarize, resolve_corpus
 from pretrain.model import MaskedLM, build_model
 from pretrain.objectives import Objective, build_objective
 from pretrain.objectives.base import Vocab
+from pretrain.precision import MasterWeights
 from pretrain.tokenizer import build_tokenizer, check_vocab_size
 
 log = logging.getLogger("pretrain")
@@ -83,7 +84,14 @@ class Run:
     tokens_seen: int = 0
     stop_signal: int | None = None
     writer: object = None
+    # precision=bf16-master: the fp32 masters the optimizer steps (pretrain/precision.py).
+    master: MasterWeights | None = None
     wall_start: float = field(default_factory=time.time)
+
+    @property
+    def ddp(self) -> bool:
+        """Gradients reduced by DDP (else by `master`, in fp32, or not at all: one process)."""
+        return self.dist.enabled and self.master is None
 
 
 # -- setup ---------------------------------------------------------------------------------------
@@ -132,7 +140,12 @@ def setup(cfg: PretrainConfig) -> Run:
             with torch.no_grad():
                 module.theta_d.copy_(ckpt.load_subspace_theta(resume))
     module.to(dist.device)
-    params = [p for p in module.parameters() if p.requires_grad]
+    master = None
+    if cfg.precision == "bf16-master":
+        master = MasterWeights(module)  # the module's weights become bf16; the masters fp32
+        params = master.params
+    else:
+        params = [p for p in module.parameters() if p.requires_grad]
     o = cfg.optim
     # fused: one kernel for all parameters instead of ~10 ops per tensor (HF's Trainer uses it
     # too); the same AdamW update. Not for subspace runs: the fused kernel does not bump the
@@ -148,7 +161,7 @@ def setup(cfg: PretrainConfig) -> Run:
     )
     stream = BlockStream(len(train_blocks), cfg.seed)
     forward = module
-    if dist.enabled:
+    if dist.enabled and master is None:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if cfg.compile:
@@ -162,7 +175,8 @@ def setup(cfg: PretrainConfig) -> Run:
             dynamic=False if cfg.static_shapes else None,
         )
     run = Run(cfg, dist, run_dir, tokenizer, train_blocks, valid_blocks, objective, hf_model,
-              module, forward, optimizer, scheduler, stream, update_freq)  # fmt: skip
+              module, forward, optimizer, scheduler, stream, update_freq,
+              master=master)  # fmt: skip
     if resume is not None:
         _restore(run, resume)
     if dist.is_main and cfg.tensorboard:
@@ -290,24 +304,33 @@ def train_update(run: Run) -> tuple[float, int]:
         dtype=torch.float64,
     )
     n_targets, n_tokens = distributed.all_reduce(dist, counts).tolist()
-    scale = dist.world / max(n_targets, 1.0)  # DDP averages over the world; undo, then normalise
+    # DDP averages over the world: undo that, then normalise (the masters' all-reduce sums).
+    scale = (dist.world if run.ddp else 1) / max(n_targets, 1.0)
     run.module.train()
     total = torch.zeros((), dtype=torch.float64, device=dist.device)
     for k, batch in enumerate(batches):
         # Dropout comes from a stream fixed by (seed, update, micro-batch, rank): exact on resume.
         torch.manual_seed(((cfg.seed * 1_000_003 + run.updates) * 1009 + k) * 131 + dist.rank)
-        sync = k == F - 1 or not dist.enabled
+        sync = k == F - 1 or not run.ddp
         ctx = contextlib.nullcontext() if sync else run.forward.no_sync()
         with ctx, _autocast(run):
             loss_sum = run.objective.loss(run.forward, batch.to(dist.device), cfg.compile_loss)
         (loss_sum * scale).backward()
+        if run.master is not None:
+            run.master.accumulate()
         total += loss_sum.detach().double()
+    if run.master is not None:
+        run.master.all_reduce(dist)
+        run.master.prepare_step()
     if cfg.optim.clip_norm > 0:
-        params = [p for p in run.module.parameters() if p.requires_grad]
+        params = [p for g in run.optimizer.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_norm)
     run.optimizer.step()
     run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    if run.master is not None:
+        run.master.after_step()
+    else:
+        run.optimizer.zero_grad(set_to_none=True)
     total = distributed.all_reduce(dist, total)
     return float(total.item() / max(n_targets, 1.0)), int(n_tokens)
 
@@ -366,6 +389,8 @@ def save(run: Run) -> Path | None:
     if dist.is_main:
         hf = run.hf_model
         theta = None
+        if run.master is not None:  # the fp32 masters, not the bf16 weights the model runs
+            hf = run.master.fp32_model(run.hf_model, prefix="hf.")
         if run.cfg.subspace.d > 0:  # save theta0 + P theta_d, loadable like any checkpoint
             theta = run.module.theta_d
             hf = copy.deepcopy(run.hf_model).cpu()

@@ -23,15 +23,23 @@ def _losses(run_dir):
     return {d["update"]: d["loss"] for d in map(json.loads, lines)}
 
 
+@pytest.fixture(scope="module", params=["fp32", "bf16-master"])
+def precision(request) -> str:
+    """The tests that take it run once with fp32 and once with a bf16 model trained through
+    fp32 master weights (pretrain/precision.py; bf16 autocast is GPU-only, fp32 on CPU)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, corpus, cache_dir):
+def reference_run(tmp_path_factory, corpus, cache_dir, precision):
     """30 uninterrupted updates, a checkpoint every 10 (and the initialisation)."""
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    main(tiny_config(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10))
+    main(tiny_config(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10,
+                     precision=precision))  # fmt: skip
     return run_dir
 
 
-def test_tiny_run_writes_loadable_checkpoints(reference_run):
+def test_tiny_run_writes_loadable_checkpoints(reference_run, precision):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     found = complete_checkpoints(reference_run)
@@ -40,6 +48,7 @@ def test_tiny_run_writes_loadable_checkpoints(reference_run):
     assert not list((reference_run / "checkpoints").glob(".*"))  # no temporary directories left
     for updates, path in found[1:]:
         model = AutoModelForMaskedLM.from_pretrained(path)
+        assert model.dtype == torch.float32  # bf16-master saves its fp32 masters
         tok = AutoTokenizer.from_pretrained(path)
         ids = tok("The cat eats the apple.", return_tensors="pt")["input_ids"]
         assert model(ids).logits.shape[-1] == len(tok)
@@ -52,14 +61,20 @@ def test_tiny_run_writes_loadable_checkpoints(reference_run):
     w0 = load_file(found[0][1] / "model.safetensors")
     w30 = load_file(found[-1][1] / "model.safetensors")
     assert any(not torch.equal(w0[k], w30[k]) for k in w0)
+    # What is saved is fp32 (for bf16-master: its masters, not the bf16 weights the model ran
+    # with, none of which would be off bf16's grid).
+    off_grid = sum(int((w != w.bfloat16().float()).sum()) for w in w30.values())
+    assert off_grid > 0.5 * sum(w.numel() for w in w30.values())
     losses = _losses(reference_run)
     assert sorted(losses) == list(range(1, 31))
     assert sum(losses[u] for u in range(26, 31)) < sum(losses[u] for u in range(1, 6)) - 2.5
 
 
-def test_sigkill_then_resume_repeats_the_same_losses(tmp_path, corpus, cache_dir, reference_run):
+def test_sigkill_then_resume_repeats_the_same_losses(tmp_path, corpus, cache_dir, reference_run,
+                                                    precision):  # fmt: skip
     run_dir = tmp_path / "run"
-    args = tiny_overrides(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10)
+    args = tiny_overrides(run_dir, corpus, cache_dir, max_updates=30, save_interval_updates=10,
+                          precision=precision)  # fmt: skip
     killed = run_cli(args, {"INTDIM_PRETRAIN_FAULT": "SIGKILL@15"})
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert [u for u, _ in complete_checkpoints(run_dir)] == [0, 10]
@@ -95,8 +110,10 @@ def _ddp_worker(rank, world, port, cfg):
     main(cfg)
 
 
-def test_ddp_two_gloo_processes_match_one_process(tmp_path, corpus, cache_dir):
+def test_ddp_two_gloo_processes_match_one_process(tmp_path, corpus, cache_dir, precision):
+    # bf16-master reduces its fp32 gradient buffer itself instead of DDP's bf16 gradients.
     common = dict(max_updates=3, save_interval_updates=3, save_initial_checkpoint=False,
+                  precision=precision,
                   **{"model.dropout": 0.0, "model.attention_dropout": 0.0})  # fmt: skip
     one = tmp_path / "one"
     main(tiny_config(one, corpus, cache_dir, **common, **{"optim.batch_size": 2,

@@ -1,0 +1,130 @@
+"""`precision=bf16-master`: a bf16 model trained through fp32 master weights.
+
+This is fairseq's `--fp16` training (its FP16Optimizer, which RoBERTa was trained with) in bf16,
+and Megatron-LM's `--bf16` default: the model's parameters are bf16, so the whole forward and
+backward run in bf16 (the residual stream, LayerNorm's input and output, dropout, GELU), while the
+optimizer steps an fp32 copy of every parameter and copies it back, rounded, after each step.
+
+Why it is faster than bf16 autocast: under autocast the parameters are fp32 and LayerNorm is on
+autocast's fp32 list, so the residual stream between layers is fp32 and every LayerNorm, dropout
+and residual add reads and writes it at 4 bytes an element. On a GPU those memory-bound kernels
+are a third of a RoBERTa-base step (BENCHMARKS.md); here they move half the bytes.
+
+What stays fp32: the master weights and the optimizer's state (as autocast), the loss (the
+logits are upcast), and the gradient *accumulation*: each micro-batch's bf16 gradients are added
+into one fp32 buffer right after its backward, and processes all-reduce that buffer, not bf16
+gradients. Summing gradients in bf16 (8 significant bits) over update_freq micro-batches and
+processes would lose bits that fp32 keeps; Megatron-LM forces fp32 accumulation for bf16 for the
+same reason. So this mode does its own all-reduce, once per update, instead of DDP's (which would
+reduce the bf16 `.grad`s).
+
+Layout: the bf16 parameters are views into one flat buffer, the master weights and their
+gradients views into two flat fp32 buffers, each tensor starting on a 128-element boundary; the
+copy back after a step is one kernel, zeroing the gradients one more. The Parameter objects the
+model holds stay the same (tied weights stay tied); only their storage moves.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from pretrain import distributed
+
+# Each tensor starts on a multiple of this many elements (256 bytes of bf16): aligned for
+# vectorised loads and for cuBLAS, whatever the sizes of the tensors before it.
+ALIGN = 128
+
+
+class MasterWeights:
+    """Turns `module`'s trainable parameters into bf16 views of one buffer and keeps their fp32
+    masters (`params`, what the optimizer steps). Per update:
+
+        for each micro-batch: loss.backward(); master.accumulate()
+        master.all_reduce(dist)           # with several processes
+        optimizer.step(); master.after_step()
+    """
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]  # ties once
+        self.names = [n for n, _ in named]
+        self.model_params = [p for _, p in named]
+        offsets, total = [], 0
+        for p in self.model_params:
+            offsets.append(total)
+            total += -(-p.numel() // ALIGN) * ALIGN
+        dev = self.model_params[0].device if self.model_params else torch.device("cpu")
+        self.master_flat = torch.zeros(total, dtype=torch.float32, device=dev)
+        self.grad_flat = torch.zeros(total, dtype=torch.float32, device=dev)
+        self.model_flat = torch.zeros(total, dtype=dtype, device=dev)
+        self.params: list[nn.Parameter] = []
+        self._grads: list[torch.Tensor] = []
+        with torch.no_grad():
+            for p, off in zip(self.model_params, offsets, strict=True):
+                n = p.numel()
+                master = self.master_flat[off : off + n].view_as(p)
+                master.copy_(p.detach())
+                model = self.model_flat[off : off + n].view_as(p)
+                model.copy_(master)
+                p.data = model
+                self.params.append(nn.Parameter(master))
+                self._grads.append(self.grad_flat[off : off + n].view_as(p))
+        self._got_grad = [False] * len(self.params)
+        self._attach_grads()
+
+    def _attach_grads(self) -> None:
+        for m, g in zip(self.params, self._grads, strict=True):
+            m.grad = g
+
+    @torch.no_grad()
+    def accumulate(self) -> None:
+        """Add the model's bf16 gradients (one micro-batch's) into the fp32 buffer; free them."""
+        dst, src = [], []
+        for i, p in enumerate(self.model_params):
+            if p.grad is not None:
+                dst.append(self._grads[i])
+                src.append(p.grad)
+                self._got_grad[i] = True
+        if dst:
+            torch._foreach_add_(dst, src)
+        for p in self.model_params:
+            p.grad = None
+
+    def all_reduce(self, dist: distributed.DistInfo) -> None:
+        """Sum the fp32 gradients over the processes (one collective per update)."""
+        if not dist.enabled:
+            return
+        distributed.all_reduce(dist, self.grad_flat)
+        got = torch.tensor(self._got_grad, dtype=torch.float32, device=self.grad_flat.device)
+        self._got_grad = [bool(x) for x in distributed.all_reduce(dist, got).tolist()]
+
+    def prepare_step(self) -> None:
+        """A parameter that got no gradient this update has none for the optimizer (as an
+        ordinary model's `.grad` would be None), so AdamW leaves it as it is."""
+        for m, g, got in zip(self.params, self._grads, self._got_grad, strict=True):
+            m.grad = g if got else None
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Round the stepped masters into the model and zero the gradient buffer."""
+        self.model_flat.copy_(self.master_flat)
+        self.grad_flat.zero_()
+        self._got_grad = [False] * len(self.params)
+        self._attach_grads()
+
+    def fp32_model(self, hf_model: nn.Module, prefix: str = "") -> nn.Module:
+        """A CPU fp32 copy of `hf_model` holding the master weights: what a checkpoint saves
+        (so `from_pretrained` gets fp32 weights, not their bf16 rounding). `prefix` is what the
+        names given to __init__ have in front of `hf_model`'s own ("hf." for MaskedLM)."""
+        out = copy.deepcopy(hf_model).to("cpu", torch.float32)
+        state = {
+            n.removeprefix(prefix): m.detach().cpu()
+            for n, m in zip(self.names, self.params, strict=True)
+        }
+        missing = set(state) - set(out.state_dict())
+        if missing:
+            raise RuntimeError(f"master weights name no parameter of the model: {sorted(missing)}")
+        out.load_state_dict(state, strict=False)
+        return out
