@@ -47,8 +47,9 @@ for section in $SECTIONS; do
     # recipe) against the autocast reference in the same process, then its other levers.
     # Last, if the budget allows: max-autotune, whose Triton GEMM templates can take the bias,
     # GELU, dropout and residual add into the matmul's epilogue (minutes of compile).
-    mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --variants \
-        compile+nomask+lossc+b64+master,compile+nomask+lossc+b64,compile+nomask+lossc+b128+master,compile+lossc+b64+master,compile+nomask+lossc+b64+master+flash,autotune+nomask+lossc+b64+master ;;
+    # --profile: each variant's kernels by kind after its timed steps (a few seconds each).
+    mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --profile --variants \
+        compile+nomask+lossc+b64+master,compile+nomask+lossc+b64,compile+nomask+lossc+b64+master+flash,compile+nomask+lossc+b128+master+flash,compile+lossc+b64+master,autotune+nomask+lossc+b64+master ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b64+master ;;

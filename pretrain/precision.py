@@ -16,7 +16,9 @@ into one fp32 buffer right after its backward, and processes all-reduce that buf
 gradients. Summing gradients in bf16 (8 significant bits) over update_freq micro-batches and
 processes would lose bits that fp32 keeps; Megatron-LM forces fp32 accumulation for bf16 for the
 same reason. So this mode does its own all-reduce, once per update, instead of DDP's (which would
-reduce the bf16 `.grad`s).
+reduce the bf16 `.grad`s). It moves the same bytes as DDP's fp32 reduction under autocast, but
+after the backward instead of overlapped with it: for RoBERTa-base about 0.5 GB per update, a few
+ms over NVLink against update_freq forward/backward passes of ~60 ms each.
 
 Layout: the bf16 parameters are views into one flat buffer, the master weights and their
 gradients views into two flat fp32 buffers, each tensor starting on a 128-element boundary; the
