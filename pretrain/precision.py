@@ -63,6 +63,7 @@ class MasterWeights:
         self.model_flat = torch.zeros(total, dtype=dtype, device=dev)
         self.params: list[nn.Parameter] = []
         self._grads: list[torch.Tensor] = []
+        self._model_views: list[torch.Tensor] = []
         with torch.no_grad():
             for p, off in zip(self.model_params, offsets, strict=True):
                 n = p.numel()
@@ -71,6 +72,7 @@ class MasterWeights:
                 model = self.model_flat[off : off + n].view_as(p)
                 model.copy_(master)
                 p.data = model
+                self._model_views.append(model)
                 self.params.append(nn.Parameter(master))
                 self._grads.append(self.grad_flat[off : off + n].view_as(p))
         self._got_grad = [False] * len(self.params)
@@ -111,6 +113,13 @@ class MasterWeights:
     @torch.no_grad()
     def after_step(self) -> None:
         """Round the stepped masters into the model and zero the gradient buffer."""
+        moved = [n for n, p, v in zip(self.names, self.model_params, self._model_views, strict=True)
+                 if p.data_ptr() != v.data_ptr()]  # fmt: skip
+        if moved:  # the copy below would no longer reach them: training would silently stop
+            raise RuntimeError(
+                f"{len(moved)} parameters ({moved[0]}, ...) no longer live in the bf16 buffer "
+                "(moved by .to() or a new .data?); build MasterWeights after moving the model"
+            )
         self.model_flat.copy_(self.master_flat)
         self.grad_flat.zero_()
         self._got_grad = [False] * len(self.params)

@@ -92,6 +92,14 @@ def test_a_step_updates_the_masters_rounds_them_into_the_model_and_clears_the_gr
     assert master.grad_flat.any()
 
 
+def test_a_parameter_moved_out_of_the_buffer_stops_the_step_with_a_clear_error():
+    model, _ = _fresh()
+    master = MasterWeights(model)
+    model.mid.weight.data = model.mid.weight.data.clone()  # as .to(other device) would
+    with pytest.raises(RuntimeError, match=r"mid\.weight.*build MasterWeights after moving"):
+        master.after_step()
+
+
 def test_fp32_model_is_a_cpu_copy_with_the_masters_and_the_ties():
     model, _ = _fresh()
     master = MasterWeights(model)
