@@ -136,6 +136,22 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, corpus, cache_dir, p
     assert (two / "checkpoints/checkpoint_3/rng_rank1.pt").is_file()
 
 
+def test_clip_norm_clips_the_gradients_the_optimizer_steps(tmp_path, corpus, cache_dir, precision):
+    """A tiny clip_norm shrinks every gradient until AdamW's eps dominates, so the weights barely
+    move; with bf16-master the clipped gradients must be the fp32 masters' (the model's bf16
+    gradients are gone by then)."""
+
+    def moved(clip: float) -> float:
+        run_dir = tmp_path / f"clip{clip}"
+        main(tiny_config(run_dir, corpus, cache_dir, max_updates=3, save_interval_updates=3,
+                         precision=precision, **{"optim.clip_norm": clip}))  # fmt: skip
+        w0 = load_file(run_dir / "checkpoints/checkpoint_0/model.safetensors")
+        w3 = load_file(run_dir / "checkpoints/checkpoint_3/model.safetensors")
+        return max(float((w3[k] - w0[k]).abs().max()) for k in w0)
+
+    assert moved(1e-9) < 0.01 * moved(0.0)
+
+
 def test_span_objective_trains(tmp_path, corpus, cache_dir):
     run_dir = tmp_path / "span"
     main(tiny_config(run_dir, corpus, cache_dir, max_updates=20, save_interval_updates=20,
