@@ -237,13 +237,18 @@ def test_adjoint_identity_through_the_projection(on_cpu, dot_mode, monkeypatch, 
     computed by the kernels; and both against dense math."""
     p = make(LL, index_dtype, monkeypatch, blocks=4.25)
     assert p._use_triton(torch.device("cpu"))  # the on_cpu fixture
-    x = torch.randn(p.d, requires_grad=True)
-    g = torch.randn(p.D)
+    gen = torch.Generator().manual_seed(LL)
+    x = torch.randn(p.d, generator=gen, requires_grad=True)
+    g = torch.randn(p.D, generator=gen)
     px = p(x)
     px.backward(g)
     lhs = (px.double() * g.double()).sum()
     rhs = (x.detach().double() * x.grad.double()).sum()
-    assert abs(lhs - rhs) <= 1e-5 * lhs.abs().clamp_min(1.0)
+    # Both sides carry float32 rounding of order eps * |Px| |g| (the sum's terms cancel, so a
+    # bound relative to the sum itself is too tight for some draws: seen once at 1.5x in CI).
+    # The torch path's worst over 300 draws was 7.9e-9 |Px| |g|; one wrong element moves it by
+    # ~|Px_i g_i| ~ |Px| |g| / D, over 2e-4 |Px| |g| for these D.
+    assert abs(lhs - rhs) <= 1e-7 * px.double().norm() * g.double().norm()
     n = p.n_blocks
     expected = dense_forward(p, p.prepare(x.detach()), 0, n).reshape(-1)[: p.D]
     assert rel_err(px, expected) < 1e-6
