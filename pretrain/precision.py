@@ -45,7 +45,8 @@ class MasterWeights:
     masters (`params`, what the optimizer steps). Per update:
 
         for each micro-batch: loss.backward(); master.accumulate()
-        master.all_reduce(dist)           # with several processes
+        master.all_reduce(dist)           # a no-op for one process
+        master.prepare_step()             # then clip the masters' gradients, if clipping
         optimizer.step(); master.after_step()
     """
 
