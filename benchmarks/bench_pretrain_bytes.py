@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import sys
 import time
 from collections import Counter
@@ -88,8 +89,6 @@ class KernelBytes:
 
 
 def measure(cpu_model: MaskedLM, precision: str, batch: int, seq: int) -> KernelBytes:
-    import copy
-
     torch._dynamo.reset()
     model = copy.deepcopy(cpu_model).train()
     master = MasterWeights(model) if precision == "master" else None

@@ -136,7 +136,8 @@ class _Plan:
         self.m = m
         self.proj = proj
         self.sizes = [p.numel() for p in params]
-        self._layouts = [(p.shape, _contiguous_strides(p.shape)) for p in params]
+        # Each parameter's shape and contiguous strides (torch's own, from a meta tensor).
+        self._layouts = [(p.shape, torch.empty(p.shape, device="meta").stride()) for p in params]
         self.offsets = [0]
         for s in self.sizes:
             self.offsets.append(self.offsets[-1] + s)
@@ -354,14 +355,6 @@ class _Plan:
                 SCRATCH.give(buf)
             glam.index_add_(0, rows, dots)
         return proj.finish(acc), glam[: self.m]
-
-
-def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
 
 
 def _full_precision(device: torch.device):
