@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything measured on a lent GPU, in one go (device time is scarce):
 #   bash benchmarks/gpu_run.sh                    # all sections, in this order:
-#   bash benchmarks/gpu_run.sh checks said mfu mfuprof said512 fastfood mnist   # any, in order
+#   bash benchmarks/gpu_run.sh checks said mfu mfuprof said512 fastfood mnist trainer   # any, in order
 # The fused Triton kernels for the Fastfood projection (intdim/kernels/triton_fastfood.py) are on
 # by default for CUDA tensors; the benches time them against the torch path (INTDIM_TRITON=0) in
 # the same runs, so no second session is needed for the baseline.
@@ -39,20 +39,41 @@ for section in $SECTIONS; do
         INTDIM_TRITON=0 step mnist_torch 45 python3 benchmarks/bench_li_mnist.py --device cuda --repeat 200
         ;;
     # MFU variants (bench_pretrain_mfu.py; BENCHMARKS.md "Model FLOPs utilisation"): one process
-    # measures them in this order (all levers first), skips any that would end past --budget-s
-    # (compile time counts; each prints its own line as it finishes). No omegaconf needed.
-    # Session 4 measured compile+nomask+lossc+b64 (32.4%), +b128 (33.3%), cudagraphs (32.5%) and
-    # the padding mask kept (30.9%); a third of that step was memory-bound fused kernels on an
-    # fp32 residual stream. Next: precision=bf16-master (a bf16 model, fp32 masters: fairseq's
-    # recipe) against the autocast reference in the same process, then its other levers.
-    # Last, if the budget allows: max-autotune, whose Triton GEMM templates can take the bias,
-    # GELU, dropout and residual add into the matmul's epilogue (minutes of compile).
-    # --profile: each variant's kernels by kind after its timed steps (a few seconds each).
+    # measures them in this order, skips any that would end past --budget-s (compile time counts;
+    # each prints its own line as it finishes). No omegaconf needed. --profile: each variant's
+    # kernels by kind after its timed steps (a few seconds each).
+    # Session 6 (H200): bf16-master 35.7% against autocast's 34.5% at b64, 37.4% at b128 (the
+    # best); FlashAttention-2 slower than SDPA's own pick (cuDNN); max-autotune's templates lose to
+    # cuBLAS, and its tuning outlasts a call. Left: attention with dropout at ~167 TFLOP/s.
     mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --profile --variants \
-        compile+nomask+lossc+b64+master,compile+nomask+lossc+b64,compile+nomask+lossc+b64+master+flash,compile+nomask+lossc+b128+master+flash,compile+lossc+b64+master,autotune+nomask+lossc+b64+master ;;
+        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128,compile+lossc+b128+master,compile+nomask+lossc+b128+master+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
-        compile+nomask+lossc+b64+master ;;
-    *) echo "unknown section $section (checks said mfu mfuprof said512 fastfood mnist)"; exit 2 ;;
+        compile+nomask+lossc+b128+master ;;
+    # The trainer itself (intdim pretrain, the paper config) on a generated corpus: RoBERTa-base at
+    # micro-batch 128, bf16-master then bf16 autocast, compiled with the loss and static shapes;
+    # tokens/s per 10 updates, then the saved weights' dtype. Session 6 (H200, before the update
+    # loop stopped waiting for the GPU): 526,600 and 496,800 tokens/s, 0.81x the bench's model
+    # TFLOP/s; the bench's step with the padding mask kept (as the generated corpus's batches) is
+    # the side-by-side reference. Needs omegaconf, which the GPU image lacks: carry .whl, made
+    # here with `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
+    trainer)
+        step trainer_bench 100 python3 benchmarks/bench_pretrain_mfu.py --variants \
+            compile+lossc+b128+master
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+        for prec in bf16-master bf16; do
+            PYTHONPATH=/tmp/site:. step "trainer_$prec" 110 python3 -m intdim.cli pretrain \
+                configs/pretrain/roberta_base_paper.yaml data.corpus=demo data.demo_documents=16000 \
+                data.cache_dir=/tmp/cache run_dir=/tmp/run_$prec max_updates=50 \
+                save_interval_updates=50 save_initial_checkpoint=false log_interval=10 \
+                precision=$prec compile_loss=true static_shapes=true optim.batch_size=128 \
+                optim.global_batch_size=128 optim.warmup_updates=10
+            python3 -c "import json,struct,sys,glob; f=open(glob.glob(sys.argv[1])[0],'rb'); \
+n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); h.pop('__metadata__',None); \
+print('saved weights:', sorted({v['dtype'] for v in h.values()}), len(h), 'tensors')" \
+                "/tmp/run_$prec/checkpoints/checkpoint_50/*.safetensors"
+        done
+        ;;
+    *) echo "unknown section $section (checks said mfu mfuprof said512 fastfood mnist trainer)"; exit 2 ;;
     esac
 done

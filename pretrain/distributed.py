@@ -55,6 +55,13 @@ def _slurm_to_torch_env() -> None:
     env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
 
 
+def backend(use_cuda: bool) -> str:
+    """NCCL for CUDA tensors and, on GPUs too, gloo for CPU ones: the trainer all-reduces a few
+    host-side numbers (each update's target count, the stop flag) that NCCL alone refuses, and
+    reducing them on the host keeps the host from waiting for the GPU."""
+    return "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+
+
 def setup(device_pref: str) -> DistInfo:
     env = os.environ
     # Only inside an `srun` step (SLURM_STEP_ID set) is there one process per task to meet.
@@ -79,7 +86,7 @@ def setup(device_pref: str) -> DistInfo:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+        dist.init_process_group(backend(use_cuda), init_method="env://")
     return DistInfo(rank, world, local_rank, device)
 
 

@@ -94,6 +94,31 @@ class Run:
         return self.dist.enabled and self.master is None
 
 
+class PendingLoss:
+    """An update's mean loss, read on the host only when it is needed.
+
+    Reading a CUDA value (`.item()`) waits for every kernel queued so far, so reading each
+    update's loss as soon as its kernels are queued would leave the GPU idle while the host builds
+    the next update's batches (masking 128 x 512 tokens takes ~7 ms of CPU). Instead the sum is
+    copied into pinned host memory behind the update's kernels, and `value()` waits for that copy
+    alone: the training loop reads update k's loss after update k+1's kernels are queued."""
+
+    def __init__(self, total: torch.Tensor, n_targets: float) -> None:
+        self.n_targets, self.ready = n_targets, None
+        if total.is_cuda:
+            self.total = torch.empty((), dtype=total.dtype, pin_memory=True)
+            self.total.copy_(total, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.total = total
+
+    def value(self) -> float:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return float(self.total.item() / max(self.n_targets, 1.0))
+
+
 # -- setup ---------------------------------------------------------------------------------------
 def setup(cfg: PretrainConfig) -> Run:
     dist = distributed.setup(cfg.device)
@@ -243,22 +268,35 @@ def run_training(run: Run) -> None:
     bar = tqdm(total=cfg.max_updates, initial=run.updates, unit="upd", dynamic_ncols=True,
                disable=not run.dist.is_main)  # fmt: skip
     window_tokens, window_start = 0, time.time()
+    unlogged: list[tuple[int, float, PendingLoss, int]] = []  # the last update, until read
+
+    def log_unlogged() -> float:
+        loss = math.nan
+        for update, lr, pending, tokens in unlogged:
+            loss = pending.value()
+            if run.dist.is_main:
+                _log_update(run.run_dir, update, loss, lr, tokens)
+        unlogged.clear()
+        return loss
+
     try:
         while run.updates < cfg.max_updates:
             lr = run.optimizer.param_groups[0]["lr"]
-            loss, tokens = train_update(run)
+            pending, tokens = train_update(run)
+            log_unlogged()  # the previous update's loss: ready while this one runs on the GPU
             run.updates += 1
             run.tokens_seen += tokens
             window_tokens += tokens
             bar.update(1)
-            if run.dist.is_main:
-                _log_update(run, loss, lr, tokens)
+            unlogged.append((run.updates, lr, pending, tokens))
             if run.updates % cfg.log_interval == 0 or run.updates == cfg.max_updates:
+                loss = log_unlogged()
                 tok_s = window_tokens / max(time.time() - window_start, 1e-9)
                 _report(run, bar, loss, lr, tok_s)
                 window_tokens, window_start = 0, time.time()
             scheduled = run.updates % cfg.save_interval_updates == 0
             if scheduled or run.updates == cfg.max_updates:
+                log_unlogged()  # a checkpoint's log holds every update it contains
                 save(run)
             val_every = cfg.validate_interval_updates or cfg.save_interval_updates
             if run.valid_blocks is not None and (
@@ -266,8 +304,10 @@ def run_training(run: Run) -> None:
             ):
                 validate(run)
             if fault and fault[1] == run.updates:
+                log_unlogged()  # the fault comes after the update, its log line included
                 os.kill(os.getpid(), fault[0])
             if _stop_requested(run):
+                log_unlogged()
                 save(run)
                 log.warning(
                     "stopped by %s at update %d; checkpoint written; rerun to resume",
@@ -286,8 +326,10 @@ def run_training(run: Run) -> None:
         )
 
 
-def train_update(run: Run) -> tuple[float, int]:
-    """One optimizer step over update_freq micro-batches; returns (mean loss, global tokens)."""
+def train_update(run: Run) -> tuple[PendingLoss, int]:
+    """One optimizer step over update_freq micro-batches; returns (mean loss, global tokens).
+    Nothing here waits for the GPU: the loss is read later (PendingLoss), and the batches go to
+    the GPU from pinned memory (Batch.to)."""
     dist, cfg, B, F = run.dist, run.cfg, run.cfg.optim.batch_size, run.update_freq
     keys = run.stream.take(B * dist.world * F)  # the whole update's blocks, same on every rank
     batches = []
@@ -299,11 +341,11 @@ def train_update(run: Run) -> tuple[float, int]:
         mine = keys[(k * dist.world + dist.rank) * B : (k * dist.world + dist.rank + 1) * B]
         blocks = [run.train_blocks[i] for _, i in mine]
         batches.append(run.objective.make_batch(blocks, mine, **static))
-    counts = torch.tensor(
-        [sum(b.n_scored for b in batches), sum(b.n_tokens for b in batches)],
-        dtype=torch.float64,
-    )
-    n_targets, n_tokens = distributed.all_reduce(dist, counts).tolist()
+    n_targets = float(sum(b.n_scored for b in batches))
+    n_tokens = sum(b.n_tokens for b in batches)
+    if dist.enabled:  # a CPU tensor: over gloo, also on GPUs (distributed.backend)
+        counts = torch.tensor([n_targets, n_tokens], dtype=torch.float64)
+        n_targets, n_tokens = distributed.all_reduce(dist, counts).tolist()
     # DDP averages over the world: undo that, then normalise (the masters' all-reduce sums).
     scale = (dist.world if run.ddp else 1) / max(n_targets, 1.0)
     run.module.train()
@@ -332,7 +374,7 @@ def train_update(run: Run) -> tuple[float, int]:
     else:
         run.optimizer.zero_grad(set_to_none=True)
     total = distributed.all_reduce(dist, total)
-    return float(total.item() / max(n_targets, 1.0)), int(n_tokens)
+    return PendingLoss(total, n_targets), int(n_tokens)
 
 
 def _autocast(run: Run):
@@ -450,9 +492,9 @@ def _ppl(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
-def _log_update(run: Run, loss: float, lr: float, tokens: int) -> None:
-    line = json.dumps({"update": run.updates, "loss": loss, "lr": lr, "tokens": tokens})
-    with open(run.run_dir / "train_log.jsonl", "a") as f:
+def _log_update(run_dir: Path, update: int, loss: float, lr: float, tokens: int) -> None:
+    line = json.dumps({"update": update, "loss": loss, "lr": lr, "tokens": tokens})
+    with open(run_dir / "train_log.jsonl", "a") as f:
         f.write(line + "\n")
 
 

@@ -24,7 +24,15 @@ class Batch:
     n_scored: int  # positions that count (targets != IGNORE_INDEX): the loss's normaliser
 
     def to(self, device: torch.device) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        # A copy from pageable memory makes the host wait for the GPU; from pinned memory it is
+        # queued behind the running kernels and the host goes on to build the next batch.
+        pin = device.type == "cuda"
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return (t.pin_memory() if pin else t).to(device, non_blocking=True)
+
         return Batch(
             move(self.input_ids),
             move(self.attention_mask),

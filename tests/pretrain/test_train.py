@@ -152,6 +152,41 @@ def test_clip_norm_clips_the_gradients_the_optimizer_steps(tmp_path, corpus, cac
     assert moved(1e-9) < 0.01 * moved(0.0)
 
 
+def test_an_update_is_queued_without_reading_anything_back(tmp_path, corpus, cache_dir,
+                                                           precision, monkeypatch):  # fmt: skip
+    """On a GPU, reading a value back waits for every queued kernel, and the host then builds the
+    next batches with the GPU idle. So an update reads nothing from its tensors (host-side
+    numbers are plain ints and CPU tensors), and its loss is read later, from PendingLoss."""
+    from pretrain import train
+
+    run = train.setup(tiny_config(tmp_path / "run", corpus, cache_dir, max_updates=2,
+                                  precision=precision, **{"optim.update_freq": 2}))  # fmt: skip
+    try:
+        reads = []
+        for name in ("item", "tolist", "__float__", "__bool__", "cpu", "numpy"):
+            real = getattr(torch.Tensor, name)
+
+            def spy(self, *a, _real=real, _name=name, **kw):
+                reads.append((_name, tuple(self.shape), self.dtype))
+                return _real(self, *a, **kw)
+
+            monkeypatch.setattr(torch.Tensor, name, spy)
+        pending, tokens = train.train_update(run)
+        read_by_update = list(reads)
+        monkeypatch.undo()
+        assert read_by_update == [] and tokens > 0
+        assert isinstance(pending, train.PendingLoss) and 0 < pending.value() < 20
+    finally:
+        train.cleanup(run)
+
+
+def test_pending_loss_is_the_mean_over_the_scored_positions():
+    from pretrain.train import PendingLoss
+
+    assert PendingLoss(torch.tensor(12.0, dtype=torch.float64), 8.0).value() == 1.5
+    assert PendingLoss(torch.tensor(0.0, dtype=torch.float64), 0.0).value() == 0.0
+
+
 def test_span_objective_trains(tmp_path, corpus, cache_dir):
     run_dir = tmp_path / "span"
     main(tiny_config(run_dir, corpus, cache_dir, max_updates=20, save_interval_updates=20,
