@@ -78,6 +78,9 @@ class MasterWeights:
                 self._grads.append(self.grad_flat[off : off + n].view_as(p))
         self._got_grad = [False] * len(self.params)
         self._attach_grads()
+        self._staging: torch.Tensor | None = None  # see accumulate
+        self._staging_views: list[torch.Tensor] = []
+        self._offsets = offsets
 
     def _attach_grads(self) -> None:
         for m, g in zip(self.params, self._grads, strict=True):
@@ -85,15 +88,33 @@ class MasterWeights:
 
     @torch.no_grad()
     def accumulate(self) -> None:
-        """Add the model's bf16 gradients (one micro-batch's) into the fp32 buffer; free them."""
-        dst, src = [], []
-        for i, p in enumerate(self.model_params):
-            if p.grad is not None:
-                dst.append(self._grads[i])
-                src.append(p.grad)
-                self._got_grad[i] = True
-        if dst:
-            torch._foreach_add_(dst, src)
+        """Add the model's bf16 gradients (one micro-batch's) into the fp32 buffer; free them.
+
+        A foreach add of bf16 into fp32 is one kernel per tensor (mixed dtypes leave the fused
+        multi-tensor path): 202 launches, 1.1 ms per micro-batch for RoBERTa-base on an H200.
+        When every parameter has a gradient (the usual case), the gradients are instead copied
+        (same dtype: fused) into a bf16 buffer laid out as the fp32 one, and that is added in one
+        kernel; the alignment gaps are zeros in both."""
+        grads = [p.grad for p in self.model_params]
+        if grads and all(g is not None and g.dtype == self.model_flat.dtype for g in grads):
+            if self._staging is None:
+                self._staging = torch.zeros_like(self.model_flat)
+                self._staging_views = [
+                    self._staging[off : off + p.numel()].view_as(p)
+                    for p, off in zip(self.model_params, self._offsets, strict=True)
+                ]
+            torch._foreach_copy_(self._staging_views, grads)
+            self.grad_flat.add_(self._staging)
+            self._got_grad = [True] * len(self.params)
+        else:
+            dst, src = [], []
+            for i, g in enumerate(grads):
+                if g is not None:
+                    dst.append(self._grads[i])
+                    src.append(g)
+                    self._got_grad[i] = True
+            if dst:
+                torch._foreach_add_(dst, src)
         for p in self.model_params:
             p.grad = None
 
@@ -102,7 +123,8 @@ class MasterWeights:
         if not dist.enabled:
             return
         distributed.all_reduce(dist, self.grad_flat)
-        got = torch.tensor(self._got_grad, dtype=torch.float32, device=self.grad_flat.device)
+        # On the host (gloo, also on GPUs: distributed.backend), so reading it waits for nothing.
+        got = torch.tensor(self._got_grad, dtype=torch.float32)
         self._got_grad = [bool(x) for x in distributed.all_reduce(dist, got).tolist()]
 
     def prepare_step(self) -> None:

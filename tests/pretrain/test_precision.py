@@ -67,6 +67,37 @@ def test_gradients_are_summed_in_fp32_across_micro_batches():
     assert torch.equal(master.params[i].grad, torch.full((6,), 1.0 + 2.0**-10))
 
 
+def test_full_and_partial_micro_batches_accumulate_the_exact_fp32_sum():
+    """A micro-batch that gives every parameter a gradient goes through the one-kernel path (a
+    bf16 staging buffer added at once), one that leaves some out through per-tensor adds; both
+    must give each gradient's exact fp32 sum and leave the alignment gaps at zero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))  # 5*7 etc.: not aligned
+    master = MasterWeights(model)
+    expected = [torch.zeros_like(m) for m in master.params]
+    for k, freeze_last in enumerate((False, False, True)):
+        x = torch.randn(4, 5, dtype=torch.bfloat16) * (10.0**k)
+        out = model[1](model[0](x))
+        out = out.detach() if freeze_last else out
+        (model[2](out).float() ** 2).sum().backward()
+        got = [p.grad for p in master.model_params]
+        assert (None in got) == freeze_last
+        for e, g in zip(expected, got, strict=True):
+            if g is not None:
+                e += g.float()
+        master.accumulate()
+        assert all(p.grad is None for p in master.model_params)
+    master.prepare_step()
+    for e, m in zip(expected, master.params, strict=True):
+        assert torch.equal(m.grad, e)
+    mask = torch.zeros_like(master.grad_flat, dtype=torch.bool)
+    for g in master._grads:
+        off = g.data_ptr() - master.grad_flat.data_ptr()
+        mask[off // 4 : off // 4 + g.numel()] = True
+    assert not master.grad_flat[~mask].any()  # the gaps between tensors stay zero
+    assert master._staging is not None  # the one-kernel path ran (for the first two)
+
+
 def test_a_step_updates_the_masters_rounds_them_into_the_model_and_clears_the_gradients():
     model, before = _fresh()
     master = MasterWeights(model)
