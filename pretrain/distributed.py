@@ -11,9 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+# Rank 0 alone trains the tokenizer and binarises the corpus (hours for a large one) while the other
+# processes wait; the default group's timeout (10 min for NCCL, 30 for gloo) would end them first.
+PREPARE_TIMEOUT = timedelta(hours=24)
 
 
 @dataclass
@@ -22,6 +27,7 @@ class DistInfo:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    wait_group: object = None  # gloo, PREPARE_TIMEOUT: for wait_for_main only
 
     @property
     def is_main(self) -> bool:
@@ -87,7 +93,23 @@ def setup(device_pref: str) -> DistInfo:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend(use_cuda), init_method="env://")
-    return DistInfo(rank, world, local_rank, device)
+    return DistInfo(rank, world, local_rank, device, wait_group=new_wait_group(world))
+
+
+def new_wait_group(world: int):
+    """The group wait_for_main uses (every process must call this, in the same order)."""
+    return dist.new_group(backend="gloo", timeout=PREPARE_TIMEOUT) if world > 1 else None
+
+
+def wait_for_main(info: DistInfo, ok: bool = True) -> bool:
+    """Wait, however long it takes, until every process gets here; True when every one says `ok`
+    (rank 0 says whether its one-off preparation worked, so that the others fail with it instead of
+    waiting for a training step that will never come)."""
+    if not info.enabled:
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=info.wait_group)
+    return bool(flag.item())
 
 
 def cleanup(info: DistInfo) -> None:

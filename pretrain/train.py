@@ -131,11 +131,18 @@ def setup(cfg: PretrainConfig) -> Run:
     run_dir = Path(cfg.run_dir)
     check_vocab_size(cfg.tokenizer)  # before any expensive work
     update_freq = _update_freq(cfg, dist.world)
+    failed: BaseException | None = None
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_partial(run_dir)
-        _prepare_data(cfg)  # trains the tokenizer and binarises once; other ranks wait
-    distributed.barrier(dist)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_partial(run_dir)
+            _prepare_data(cfg)  # trains the tokenizer and binarises once; other ranks wait
+        except Exception as e:  # the others must hear of it, or they would wait for hours
+            failed = e
+    if not distributed.wait_for_main(dist, ok=failed is None):
+        if failed is not None:
+            raise failed
+        raise UserError("process 0 failed while preparing the data (its own error is in its log)")
     tokenizer, shards = _prepare_data(cfg)
     tps = cfg.data.tokens_per_sample
     train_blocks = PackedBlocks(shards, "train", tps, tokenizer.bos_token_id)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
+from datetime import timedelta
+
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch.distributed.distributed_c10d import BackendConfig
 
 from pretrain import distributed
@@ -30,6 +37,38 @@ def test_setup_on_gpus_starts_the_mixed_backend(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.setdefault("device", i))
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda b, **kw: seen.setdefault("backend", b))
+    monkeypatch.setattr(distributed, "new_wait_group", lambda world: f"gloo group of {world}")
     info = distributed.setup("auto")
     assert (info.rank, info.world, info.device) == (1, 2, torch.device("cuda", 1))
+    assert info.wait_group == "gloo group of 2"
     assert seen == {"device": 1, "backend": "cpu:gloo,cuda:nccl"}
+
+
+def _wait_worker(rank, port, out_dir, rank0_ok):
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    # A default group that gives up after 2 s, as NCCL's after 10 min: rank 0's 4 s of
+    # "preparing the data" outlast it.
+    dist.init_process_group("gloo", init_method="env://", timeout=timedelta(seconds=2))
+    info = distributed.setup("cpu")
+    if rank == 0:
+        time.sleep(4)
+    result = distributed.wait_for_main(info, ok=rank0_ok or rank != 0)
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("rank0_ok", [True, False])
+def test_the_others_wait_out_a_long_preparation_and_hear_if_it_failed(tmp_path, rank0_ok):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workers = mp.spawn(_wait_worker, args=(port, tmp_path, rank0_ok), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not workers.join(timeout=2):
+        if time.monotonic() > deadline:
+            for p in workers.processes:
+                p.kill()
+            pytest.fail("wait_for_main hung")
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [
+        rank0_ok, rank0_ok]  # fmt: skip
