@@ -8,9 +8,10 @@ The step is the trainer's (pretrain/train.py): `pretrain.model.MaskedLM` (LM hea
 scored positions) under bf16 autocast with the dropout seed set before the forward, the summed
 cross-entropy at 15% of 512-token blocks (sorted positions, as the objective gives them) scaled by
 1 / count, fused AdamW, then zero_grad. Random tokens (throughput does not depend on the text).
-MFU counts the model FLOPs a step must do, 6 per parameter per token for the encoder, the attention
-score/value products (12 * layers * hidden * seq per token), and the LM head at the scored
-positions only, divided by the GPU's dense bf16 peak (H100 SXM: 989 TFLOP/s; H200 the same).
+MFU counts the model FLOPs a step must do (pretrain/flops.py, the count the trainer logs MFU with:
+6 per parameter per token for the encoder, the attention score/value products, and the LM head at
+the scored positions only), divided by the GPU's dense bf16 peak (H100 SXM: 989 TFLOP/s; H200 the
+same).
 Goal (pretrain issue): >= 40%.
 
 A variant is '+'-joined words; one process measures them one after another, each on a fresh copy
@@ -63,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, sync  # noqa: E402
 from pretrain.config import ModelConfig  # noqa: E402
+from pretrain.flops import FlopCount  # noqa: E402
 from pretrain.model import MaskedLM, build_config, summed_cross_entropy  # noqa: E402
 from pretrain.precision import MasterWeights  # noqa: E402
 
@@ -210,8 +212,7 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     tokens = v.batch * a.seq
     n_scored = sum(len(inputs[(1 + a.warmup + k) % len(inputs)][3]) for k in range(a.steps))
     n_scored /= a.steps
-    flops = (6 * counts["encoder"] * tokens + 12 * counts["layers"] * counts["hidden"] * a.seq
-             * tokens + 6 * counts["head"] * n_scored)  # fmt: skip
+    flops = counts.per_step(tokens, n_scored, a.seq)
     return dict(first_s=first, step_ms=dt * 1e3, tok_s=tokens / dt, tflops=flops / dt / 1e12,
                 mfu=flops / dt / (a.peak_tflops * 1e12),
                 peak_gb=torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)  # fmt: skip
@@ -340,16 +341,7 @@ def main() -> None:
     torch.manual_seed(0)
     cpu_model = MaskedLM(RobertaForMaskedLM(cfg))
     n_total = sum(p.numel() for p in cpu_model.parameters())
-    n_emb = sum(p.numel() for p in cpu_model.hf.roberta.embeddings.parameters())
-    head = cpu_model.hf.lm_head
-    n_encoder = n_total - n_emb - head.dense.weight.numel() - head.dense.bias.numel()
-    n_encoder -= sum(p.numel() for p in head.layer_norm.parameters()) + head.bias.numel()
-    counts = dict(
-        encoder=n_encoder,
-        layers=cfg.num_hidden_layers,
-        hidden=cfg.hidden_size,
-        head=head.dense.weight.numel() + head.decoder.weight.numel(),
-    )  # decoder tied
+    counts = FlopCount.of(cpu_model.hf)  # the trainer's count (pretrain/flops.py)
     print(f"machine: {machine()}; transformers {tf_version}")
     print(f"{a.preset} MLM (D={n_total:,}), seq {a.seq}, bf16 (autocast, or master), fused AdamW, "
           f"{a.warmup} warmup + {a.steps} timed steps per variant, peak {a.peak_tflops:.0f} "

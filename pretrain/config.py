@@ -165,6 +165,9 @@ class PretrainConfig:
     # changes from batch to batch. Same loss up to float summation order; see make_batch.
     static_shapes: bool = False
     tensorboard: bool = True
+    # The GPU's dense bf16 peak in TFLOP/s, for the MFU in the logs; 0 takes it from the GPU's
+    # name (pretrain/flops.py: H100, H200, A100, ...), and no MFU is shown on a CPU or unknown GPU.
+    peak_tflops: float = 0.0
     num_threads: int = 0  # CPU threads per process for torch; 0 keeps torch's default
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -191,6 +194,10 @@ class PretrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
+        if self.peak_tflops < 0:
+            raise UserError(
+                f"peak_tflops must be >= 0 (0: from the GPU's name), got {self.peak_tflops}"
+            )
         if self.num_threads < 0:
             raise UserError(f"num_threads must be >= 0, got {self.num_threads}")
         if self.log_interval < 1:

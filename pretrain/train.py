@@ -38,6 +38,7 @@ from pretrain import checkpoint as ckpt
 from pretrain import distributed
 from pretrain.config import PretrainConfig
 from pretrain.data import BlockStream, PackedBlocks, binarize, resolve_corpus
+from pretrain.flops import FlopCount, peak_tflops
 from pretrain.model import MaskedLM, build_model
 from pretrain.objectives import Objective, build_objective
 from pretrain.objectives.base import Vocab
@@ -86,6 +87,8 @@ class Run:
     writer: object = None
     # precision=bf16-master: the fp32 masters the optimizer steps (pretrain/precision.py).
     master: MasterWeights | None = None
+    flops: FlopCount | None = None  # for the MFU in the logs
+    peak_tflops: float | None = None  # per process; None: no MFU shown
     wall_start: float = field(default_factory=time.time)
 
     @property
@@ -207,8 +210,9 @@ def setup(cfg: PretrainConfig) -> Run:
             dynamic=False if cfg.static_shapes else None,
         )
     run = Run(cfg, dist, run_dir, tokenizer, train_blocks, valid_blocks, objective, hf_model,
-              module, forward, optimizer, scheduler, stream, update_freq,
-              master=master)  # fmt: skip
+              module, forward, optimizer, scheduler, stream, update_freq, master=master,
+              flops=FlopCount.of(hf_model),
+              peak_tflops=peak_tflops(dist.device, cfg.peak_tflops))  # fmt: skip
     if resume is not None:
         _restore(run, resume)
     if dist.is_main and cfg.tensorboard:
@@ -274,7 +278,7 @@ def run_training(run: Run) -> None:
     fault = _parse_fault(os.environ.get(FAULT_ENV, ""))
     bar = tqdm(total=cfg.max_updates, initial=run.updates, unit="upd", dynamic_ncols=True,
                disable=not run.dist.is_main)  # fmt: skip
-    window_tokens, window_start = 0, time.time()
+    window_tokens, window_flops, window_start = 0, 0.0, time.time()
     unlogged: list[tuple[int, float, PendingLoss, int]] = []  # the last update, until read
 
     def log_unlogged() -> float:
@@ -294,13 +298,19 @@ def run_training(run: Run) -> None:
             run.updates += 1
             run.tokens_seen += tokens
             window_tokens += tokens
+            window_flops += run.flops.per_step(
+                tokens, pending.n_targets, cfg.data.tokens_per_sample
+            )
             bar.update(1)
             unlogged.append((run.updates, lr, pending, tokens))
             if run.updates % cfg.log_interval == 0 or run.updates == cfg.max_updates:
                 loss = log_unlogged()
-                tok_s = window_tokens / max(time.time() - window_start, 1e-9)
-                _report(run, bar, loss, lr, tok_s)
-                window_tokens, window_start = 0, time.time()
+                seconds = max(time.time() - window_start, 1e-9)
+                mfu = None
+                if run.peak_tflops:  # the whole world's FLOPs over the whole world's peak
+                    mfu = window_flops / seconds / (run.peak_tflops * 1e12 * run.dist.world)
+                _report(run, bar, loss, lr, window_tokens / seconds, mfu)
+                window_tokens, window_flops, window_start = 0, 0.0, time.time()
             scheduled = run.updates % cfg.save_interval_updates == 0
             if scheduled or run.updates == cfg.max_updates:
                 log_unlogged()  # a checkpoint's log holds every update it contains
@@ -505,21 +515,18 @@ def _log_update(run_dir: Path, update: int, loss: float, lr: float, tokens: int)
         f.write(line + "\n")
 
 
-def _report(run: Run, bar, loss: float, lr: float, tok_s: float) -> None:
+def _report(run: Run, bar, loss: float, lr: float, tok_s: float, mfu: float | None) -> None:
     if not run.dist.is_main:
         return
-    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+    extra = {} if mfu is None else {"mfu": f"{mfu:.1%}"}
+    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}", **extra)
     tqdm.write(
         f"update {run.updates} | loss {loss:.4f} | ppl {_ppl(loss):.2f} | lr {lr:.3e} | "
-        f"tokens/s {tok_s:,.0f}"
+        f"tokens/s {tok_s:,.0f}" + ("" if mfu is None else f" | MFU {mfu:.1%}")
     )
     if run.writer is not None:
-        for name, value in (
-            ("loss", loss),
-            ("ppl", _ppl(loss)),
-            ("lr", lr),
-            ("tokens_per_s", tok_s),
-        ):
+        scalars = [("loss", loss), ("ppl", _ppl(loss)), ("lr", lr), ("tokens_per_s", tok_s)]
+        for name, value in scalars + ([] if mfu is None else [("mfu", mfu)]):
             run.writer.add_scalar(f"train/{name}", value, run.updates)
 
 
