@@ -21,7 +21,9 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton: NOT importable (torch path only)"
 
 # The limits only guard against a hang (e.g. a kernel that never finishes compiling); most
-# important first. mfu alone takes up to 9 minutes; the others 1-2 each.
+# important first. mfu alone takes up to 9 minutes (4 with its current variants), trainer ~4, the
+# others 1-2 each. Next for the pretrain MFU goal: `bash benchmarks/gpu_run.sh trainer mfu`
+# (carry .whl: see the trainer section).
 for section in $SECTIONS; do
     case $section in
     checks) step checks 120 python3 benchmarks/gpu_checks.py ;;
@@ -45,15 +47,16 @@ for section in $SECTIONS; do
     # Session 6 (H200): bf16-master 35.7% against autocast's 34.5% at b64, 37.4% at b128 (the
     # best); FlashAttention-2 slower than SDPA's own pick (cuDNN); max-autotune's templates lose to
     # cuBLAS, and its tuning outlasts a call. Left: attention with dropout at ~167 TFLOP/s.
-    mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --profile --variants \
+    # --probe first: each SDPA backend alone on the model's attention, with and without the mask.
+    mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --profile --probe --variants \
         compile+nomask+lossc+b128+master,compile+nomask+lossc+b128,compile+lossc+b128+master,compile+nomask+lossc+b128+master+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b128+master ;;
     # The trainer itself (intdim pretrain, the paper config) on a generated corpus: RoBERTa-base at
     # micro-batch 128, bf16-master then bf16 autocast, compiled with the loss and static shapes;
-    # tokens/s per 10 updates, then the saved weights' dtype. Session 6 (H200, before the update
-    # loop stopped waiting for the GPU): 526,600 and 496,800 tokens/s, 0.81x the bench's model
+    # tokens/s and MFU per 10 updates, then the saved weights' dtype. Session 6 (H200, before the
+    # update loop stopped waiting for the GPU): 526,600 and 496,800 tokens/s, 0.81x the bench's model
     # TFLOP/s; the bench's step with the padding mask kept (as the generated corpus's batches) is
     # the side-by-side reference. Needs omegaconf, which the GPU image lacks: carry .whl, made
     # here with `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
