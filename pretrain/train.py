@@ -134,7 +134,7 @@ def setup(cfg: PretrainConfig) -> Run:
     run_dir = Path(cfg.run_dir)
     check_vocab_size(cfg.tokenizer)  # before any expensive work
     update_freq = _update_freq(cfg, dist.world)
-    failed: BaseException | None = None
+    failed: Exception | None = None
     if dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,9 +344,9 @@ def run_training(run: Run) -> None:
 
 
 def train_update(run: Run) -> tuple[PendingLoss, int]:
-    """One optimizer step over update_freq micro-batches; returns (mean loss, global tokens).
-    Nothing here waits for the GPU: the loss is read later (PendingLoss), and the batches go to
-    the GPU from pinned memory (Batch.to)."""
+    """One optimizer step over update_freq micro-batches; returns (its mean loss, to be read
+    later, and the tokens of the whole world). Nothing here waits for the GPU: the loss is read
+    later (PendingLoss), and the batches go to the GPU from pinned memory (Batch.to)."""
     dist, cfg, B, F = run.dist, run.cfg, run.cfg.optim.batch_size, run.update_freq
     keys = run.stream.take(B * dist.world * F)  # the whole update's blocks, same on every rank
     batches = []
