@@ -27,6 +27,9 @@ its error and the next one runs:
     fullgraph   torch.compile(fullgraph=True) (compile_fullgraph=true)
     b<N>        N blocks per micro-batch instead of --batch (the paper's batch comes from
                 accumulation, so a larger micro-batch changes nothing else)
+    acc<N>      N micro-batches per optimizer step (the trainer's update_freq: the paper config
+                has 16 on one GPU, 2 on eight), which spreads the step's fixed costs (AdamW, the
+                masters' copy) over N; times and rates are per micro-batch
     flash       SDPA restricted to FlashAttention: fails unless the mask is gone (nomask)
     cudnn       SDPA's cuDNN backend tried first (then flash, memory-efficient, math)
     nodrop      dropout 0 (hidden and attention; the trainer's model.dropout=0
@@ -95,6 +98,7 @@ class Variant:
     varpos: bool = False
     nodrop: bool = False
     master: bool = False
+    acc: int = 1  # micro-batches per optimizer step
 
 
 def parse_variant(name: str, default_batch: int) -> Variant:
@@ -107,8 +111,11 @@ def parse_variant(name: str, default_batch: int) -> Variant:
             setattr(v, w, True)
         elif w[0] == "b" and w[1:].isdigit() and int(w[1:]) > 0:
             v.batch = int(w[1:])
+        elif w.startswith("acc") and w[3:].isdigit() and int(w[3:]) > 0:
+            v.acc = int(w[3:])
         else:
-            raise SystemExit(f"unknown word {w!r} in variant {name!r}; words: b<N>, {FLAGS}")
+            words = f"b<N>, acc<N>, {', '.join(FLAGS)}"
+            raise SystemExit(f"unknown word {w!r} in variant {name!r}; words: {words}")
     if v.run == "eager" and (v.lossc or v.fullgraph):
         raise SystemExit(f"variant {name!r}: lossc and fullgraph need a compiled run")
     return v
@@ -170,18 +177,22 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     total = torch.zeros((), dtype=torch.float64, device=dev)
 
     def step(k: int) -> None:
-        ids, mask, positions, targets = inputs[k % len(inputs)]
-        torch.manual_seed(k)  # as the trainer, before every forward
-        cast = contextlib.nullcontext() if master else torch.autocast(dev.type, torch.bfloat16)
-        with cast:
-            if v.lossc:
-                loss_sum = fwd(ids, mask, positions, targets)
-            else:
-                loss_sum = summed_cross_entropy(fwd(ids, mask, positions), targets)
-        (loss_sum * (1.0 / len(targets))).backward()
-        total.add_(loss_sum.detach().double())
-        if master:  # as the trainer's train_update (one micro-batch, one process)
-            master.accumulate()
+        """One optimizer step over v.acc micro-batches, as the trainer's train_update (one
+        process)."""
+        for j in range(v.acc):
+            ids, mask, positions, targets = inputs[(k * v.acc + j) % len(inputs)]
+            torch.manual_seed(k * v.acc + j)  # as the trainer, before every forward
+            cast = contextlib.nullcontext() if master else torch.autocast(dev.type, torch.bfloat16)
+            with cast:
+                if v.lossc:
+                    loss_sum = fwd(ids, mask, positions, targets)
+                else:
+                    loss_sum = summed_cross_entropy(fwd(ids, mask, positions), targets)
+            (loss_sum * (1.0 / len(targets))).backward()
+            total.add_(loss_sum.detach().double())
+            if master:
+                master.accumulate()
+        if master:
             master.prepare_step()
         opt.step()
         if master:
@@ -204,14 +215,15 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
         for k in range(a.steps):
             step(1 + a.warmup + k)
         sync(dev)
-        dt = (time.perf_counter() - t) / a.steps
+        dt = (time.perf_counter() - t) / (a.steps * v.acc)  # per micro-batch
         if a.profile:
-            kernel_profile(lambda k: step(10_000 + k), dev)
+            kernel_profile(lambda k: step(10_000 + k), dev, per=v.acc)
     if not math.isfinite(total.item()):
         raise RuntimeError("the loss is not finite")
     tokens = v.batch * a.seq
-    n_scored = sum(len(inputs[(1 + a.warmup + k) % len(inputs)][3]) for k in range(a.steps))
-    n_scored /= a.steps
+    first_timed = (1 + a.warmup) * v.acc
+    n_scored = sum(len(inputs[(first_timed + k) % len(inputs)][3]) for k in range(a.steps * v.acc))
+    n_scored /= a.steps * v.acc
     flops = counts.per_step(tokens, n_scored, a.seq)
     return dict(first_s=first, step_ms=dt * 1e3, tok_s=tokens / dt, tflops=flops / dt / 1e12,
                 mfu=flops / dt / (a.peak_tflops * 1e12),
@@ -228,8 +240,9 @@ KERNEL_KINDS = (
 )
 
 
-def kernel_profile(step, dev: torch.device, steps: int = 3) -> None:
-    """Where a step's GPU time goes: the kernels by kind, then the top kernels (ms per step)."""
+def kernel_profile(step, dev: torch.device, steps: int = 3, per: int = 1) -> None:
+    """Where a step's GPU time goes: the kernels by kind, then the top kernels (ms per micro-batch:
+    a step holds `per` of them)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -243,14 +256,15 @@ def kernel_profile(step, dev: torch.device, steps: int = 3) -> None:
     for e in kernels:
         name = e.key.lower()
         kind = next((k for k, frags in KERNEL_KINDS if any(f in name for f in frags)), "other")
-        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / steps / 1e3
+        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total / (steps * per) / 1e3
     busy = sum(kinds.values())
     parts = [
         f"{k} {t:.1f} ms ({t / busy:.0%})" for k, t in sorted(kinds.items(), key=lambda x: -x[1])
     ]
-    print(f"  profile: GPU busy {busy:.1f} ms per step; " + ", ".join(parts))
+    print(f"  profile: GPU busy {busy:.1f} ms per micro-batch; " + ", ".join(parts))
+    n = steps * per
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:25]:
-        print(f"    {e.self_device_time_total / steps / 1e3:7.2f} ms  x{e.count // steps:<4d} "
+        print(f"    {e.self_device_time_total / n / 1e3:7.2f} ms  x{e.count // n:<4d} "
               f"{e.key[:110]}")  # fmt: skip
 
 
