@@ -32,6 +32,10 @@ its error and the next one runs:
                 masters' copy) over N; times and rates are per micro-batch
     flash       SDPA restricted to FlashAttention: fails unless the mask is gone (nomask)
     cudnn       SDPA's cuDNN backend tried first (then flash, memory-efficient, math)
+    cdt         inductor's coordinate-descent tuning of its own generated kernels' launch settings
+                (block sizes, warps) at compile time: by a byte estimate the LayerNorm + dropout +
+                residual kernels ran at about half the card's bandwidth (BENCHMARKS.md, session
+                6); the matmuls stay cuBLAS's
     nodrop      dropout 0 (hidden and attention; the trainer's model.dropout=0
                 model.attention_dropout=0): not RoBERTa's recipe, measured to size what dropout's
                 random masks cost (a third of the step is memory-bound fused kernels, led by them)
@@ -74,7 +78,7 @@ from pretrain.precision import MasterWeights  # noqa: E402
 VOCAB, PAD = 50265, 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
-FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master")
+FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master", "cdt")
 # Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
 # --budget-s rather than be killed half-way.
 COST_S = {"eager": 10, "compile": 60, "cudagraphs": 75, "autotune": 200}
@@ -98,6 +102,7 @@ class Variant:
     varpos: bool = False
     nodrop: bool = False
     master: bool = False
+    cdt: bool = False
     acc: int = 1  # micro-batches per optimizer step
 
 
@@ -166,6 +171,9 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
                 m.p = 0.0
     master = MasterWeights(model) if v.master else None  # the model's weights become bf16
     fwd = model
+    import torch._inductor.config as inductor_config
+
+    inductor_config.coordinate_descent_tuning = v.cdt  # read when the graph compiles (first step)
     if v.run != "eager":
         mode = MODES[v.run]
         fwd = torch.compile(model, mode=None if mode == "default" else mode,
