@@ -159,6 +159,10 @@ class PretrainConfig:
     compile_fullgraph: bool = False  # fail at compile time on a graph break instead of splitting
     # The cross-entropy inside the compiled module (fused with the LM head), not after it.
     compile_loss: bool = False
+    # Inductor's coordinate-descent tuning of the launch settings of the kernels it generates
+    # (LayerNorm, dropout, GELU...; not the matmuls) while compiling: a slower compile, maybe a
+    # faster step (bench_pretrain_mfu.py's `cdt`).
+    compile_tune_kernels: bool = False
     # Pad every training batch to data.tokens_per_sample tokens and its scored positions to the
     # most a batch can have (unscored filler rows): one shape, so torch.compile compiles once
     # (dynamic=False) instead of recompiling or going dynamic as the count of scored positions
@@ -213,6 +217,7 @@ class PretrainConfig:
                 ("compile_mode", self.compile_mode != "default"),
                 ("compile_fullgraph", self.compile_fullgraph),
                 ("compile_loss", self.compile_loss),
+                ("compile_tune_kernels", self.compile_tune_kernels),
             )
             if on
         ]

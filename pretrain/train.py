@@ -200,6 +200,10 @@ def setup(cfg: PretrainConfig) -> Run:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if cfg.compile:
+        if cfg.compile_tune_kernels:  # read when the graph compiles, at the first forward
+            import torch._inductor.config as inductor_config
+
+            inductor_config.coordinate_descent_tuning = True
         # static_shapes gives every training batch one shape, so dynamic=False compiles one static
         # graph (two: with and without an attention mask). Without it, torch's default marks the
         # dimensions that changed as dynamic after the first recompilation.

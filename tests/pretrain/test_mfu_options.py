@@ -226,6 +226,7 @@ def test_static_shapes_compile_one_graph_where_plain_batches_recompile():
     "kw, message",
     [(dict(compile_mode="fast"), "unknown compile_mode"),
      (dict(compile_loss=True), "compile_loss only act with compile=true"),
+     (dict(compile_tune_kernels=True), "compile_tune_kernels only act with compile=true"),
      (dict(compile_mode="max-autotune", compile_fullgraph=True),
       "compile_mode, compile_fullgraph only act")],
 )  # fmt: skip
@@ -263,11 +264,16 @@ def test_trainer_with_static_shapes_and_compiled_loss_matches_the_plain_trainer(
         return real(model, backend=backend, **{k: v for k, v in kwargs.items() if k != "mode"})
 
     monkeypatch.setattr(torch, "compile", compile_with_backend)
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)  # undone after
     fast = tmp_path / "fast"
     main(tiny_config(fast, corpus, cache_dir, compile=True, compile_fullgraph=True,
-                     compile_loss=True, static_shapes=True, **common))  # fmt: skip
+                     compile_loss=True, static_shapes=True, compile_tune_kernels=True,
+                     **common))  # fmt: skip
     torch._dynamo.reset()
     assert calls == [dict(mode=None, fullgraph=True, dynamic=False)]
+    assert inductor_config.coordinate_descent_tuning  # for inductor, when it compiles
     a, b = _losses(plain), _losses(fast)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     assert all(abs(a[u] - b[u]) < 1e-5 * max(1.0, abs(a[u])) for u in a), (a, b)
