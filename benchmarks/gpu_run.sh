@@ -49,10 +49,11 @@ for section in $SECTIONS; do
     # cuBLAS, and its tuning outlasts a call. Left: attention with dropout at ~167 TFLOP/s. Next:
     # accumulation as the trainer does it (acc<N>: the paper config is b64 with 2 micro-batches
     # per update on 8 GPUs, padding mask kept), inductor's coordinate-descent tuning of its own
-    # kernels (cdt), b256, and what dropout costs (nodrop).
+    # kernels (cdt), cuDNN's attention tried first with the mask (cudnn: the padded batches'
+    # attention took 14.2 ms against 10.8 without a mask), what dropout costs (nodrop), b256.
     # --probe first: each SDPA backend alone on the model's attention, with and without the mask.
     mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --profile --probe --variants \
-        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+cdt,compile+lossc+b64+master+acc2,compile+nomask+lossc+b128+master+acc4,compile+nomask+lossc+b128,compile+nomask+lossc+b256+master+acc2,compile+nomask+lossc+b128+master+nodrop ;;
+        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+cdt,compile+lossc+b64+master+acc2,compile+lossc+b64+master+acc2+cudnn,compile+nomask+lossc+b128+master+acc4,compile+nomask+lossc+b128,compile+nomask+lossc+b128+master+nodrop,compile+nomask+lossc+b256+master+acc2 ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b128+master ;;
