@@ -45,11 +45,13 @@ def test_setup_on_gpus_starts_the_mixed_backend(monkeypatch):
 
 
 def _wait_worker(rank, port, out_dir, rank0_ok):
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     # A default group that gives up after 2 s, as NCCL's after 10 min: rank 0's 4 s of
-    # "preparing the data" outlast it.
-    dist.init_process_group("gloo", init_method="env://", timeout=timedelta(seconds=2))
+    # "preparing the data" outlast it. The store meeting the two processes waits longer, so a slow
+    # start of either process (a loaded machine) cannot fail the test.
+    store = dist.TCPStore("127.0.0.1", port, 2, rank == 0, timeout=timedelta(seconds=60))
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=2,
+                            timeout=timedelta(seconds=2))  # fmt: skip
     info = distributed.setup("cpu")
     if rank == 0:
         time.sleep(4)
