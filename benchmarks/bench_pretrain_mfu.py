@@ -75,7 +75,7 @@ from pretrain.flops import FlopCount  # noqa: E402
 from pretrain.model import MaskedLM, build_config, summed_cross_entropy  # noqa: E402
 from pretrain.precision import MasterWeights  # noqa: E402
 
-VOCAB, PAD = 50265, 1
+PAD = 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
 FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master", "cdt")
@@ -141,7 +141,7 @@ def sdpa_context(v: Variant):
     return contextlib.nullcontext()
 
 
-def make_inputs(v: Variant, seq: int, dev: torch.device, n_sets: int = 8):
+def make_inputs(v: Variant, seq: int, vocab: int, dev: torch.device, n_sets: int = 8):
     """n_sets batches (ids, mask, positions, targets) cycled through the timed steps; with varpos
     each has the objective's count of scored positions (76 or 77 per 512-token block), else all
     have int(0.15 * tokens)."""
@@ -149,7 +149,7 @@ def make_inputs(v: Variant, seq: int, dev: torch.device, n_sets: int = 8):
     tokens = v.batch * seq
     out = []
     for _ in range(n_sets):
-        ids = torch.randint(3, VOCAB, (v.batch, seq), generator=g)
+        ids = torch.randint(3, vocab, (v.batch, seq), generator=g)
         mask = None if v.nomask else torch.ones_like(ids)
         if v.varpos:
             per_block = torch.floor(0.15 * seq + torch.rand(v.batch, generator=g))
@@ -157,7 +157,7 @@ def make_inputs(v: Variant, seq: int, dev: torch.device, n_sets: int = 8):
         else:
             n = int(0.15 * tokens)
         positions = torch.randperm(tokens, generator=g)[:n].sort().values
-        targets = torch.randint(3, VOCAB, (n,), generator=g)
+        targets = torch.randint(3, vocab, (n,), generator=g)
         out.append(tuple(None if t is None else t.to(dev) for t in (ids, mask, positions, targets)))
     return out
 
@@ -181,7 +181,7 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     params = master.params if master else model.parameters()
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01,
                             fused=True)  # fmt: skip
-    inputs = make_inputs(v, a.seq, dev)
+    inputs = make_inputs(v, a.seq, a.vocab, dev)
     total = torch.zeros((), dtype=torch.float64, device=dev)
 
     def step(k: int) -> None:
@@ -313,7 +313,7 @@ def probe(cpu_model, a) -> None:
         print(f"  {backend:20s} " + "; ".join(row))
     qkv.clear()  # free them before the model check
     small = copy.deepcopy(cpu_model).cuda().train()
-    ids = torch.randint(3, VOCAB, (2, a.seq), device="cuda")
+    ids = torch.randint(3, a.vocab, (2, a.seq), device="cuda")
     positions = torch.arange(0, 2 * a.seq, 7, device="cuda")
     for label, m in (("attention_mask=None", None), ("all-ones mask", torch.ones_like(ids))):
         try:
@@ -332,6 +332,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=512)
+    # RoBERTa's vocabulary by default; the trainer's smoke run on a generated corpus has 397, and
+    # the LM head's share of the FLOPs follows the vocabulary (gpu_run.sh trainer compares both).
+    ap.add_argument("--vocab", type=int, default=50265)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="the same as --variants compile")
@@ -358,7 +361,7 @@ def main() -> None:
     from transformers import RobertaForMaskedLM
     from transformers import __version__ as tf_version
 
-    tok = _Tok(vocab=VOCAB, pad_token_id=PAD, bos_token_id=0, eos_token_id=2)
+    tok = _Tok(vocab=a.vocab, pad_token_id=PAD, bos_token_id=0, eos_token_id=2)
     cfg = build_config(ModelConfig(preset=a.preset), tok, a.seq)
     torch.manual_seed(0)
     cpu_model = MaskedLM(RobertaForMaskedLM(cfg))

@@ -61,11 +61,11 @@ for section in $SECTIONS; do
     # micro-batch 128, bf16-master then bf16 autocast, compiled with the loss and static shapes;
     # tokens/s and MFU per 10 updates, then the saved weights' dtype. Session 6 (H200, before the
     # update loop stopped waiting for the GPU): 526,600 and 496,800 tokens/s, 0.81x the bench's model
-    # TFLOP/s; the bench's step with the padding mask kept (as the generated corpus's batches) is
-    # the side-by-side reference. Needs omegaconf, which the GPU image lacks: carry .whl, made
+    # TFLOP/s; the bench's step with the padding mask kept (as the generated corpus's batches) and
+    # the trainer's vocabulary here (397) is the side-by-side reference. Needs omegaconf, which the GPU image lacks: carry .whl, made
     # here with `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
     trainer)
-        step trainer_bench 100 python3 benchmarks/bench_pretrain_mfu.py --variants \
+        step trainer_bench 100 python3 benchmarks/bench_pretrain_mfu.py --vocab 397 --variants \
             compile+lossc+b128+master
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
         for prec in bf16-master bf16; do
