@@ -62,25 +62,27 @@ class MasterWeights:
         self.master_flat = torch.zeros(total, dtype=torch.float32, device=dev)
         self.grad_flat = torch.zeros(total, dtype=torch.float32, device=dev)
         self.model_flat = torch.zeros(total, dtype=dtype, device=dev)
-        self.params: list[nn.Parameter] = []
-        self._grads: list[torch.Tensor] = []
-        self._model_views: list[torch.Tensor] = []
+        self._offsets = offsets
+        masters = self._views(self.master_flat)
+        self._model_views = self._views(self.model_flat)
+        self._grads = self._views(self.grad_flat)
         with torch.no_grad():
-            for p, off in zip(self.model_params, offsets, strict=True):
-                n = p.numel()
-                master = self.master_flat[off : off + n].view_as(p)
+            for p, master, model in zip(self.model_params, masters, self._model_views, strict=True):
                 master.copy_(p.detach())
-                model = self.model_flat[off : off + n].view_as(p)
                 model.copy_(master)
                 p.data = model
-                self._model_views.append(model)
-                self.params.append(nn.Parameter(master))
-                self._grads.append(self.grad_flat[off : off + n].view_as(p))
+        self.params = [nn.Parameter(m) for m in masters]
         self._got_grad = [False] * len(self.params)
         self._attach_grads()
         self._staging: torch.Tensor | None = None  # see accumulate
         self._staging_views: list[torch.Tensor] = []
-        self._offsets = offsets
+
+    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Each parameter's place in a flat buffer laid out as the others, shaped like it."""
+        return [
+            flat[off : off + p.numel()].view_as(p)
+            for p, off in zip(self.model_params, self._offsets, strict=True)
+        ]
 
     def _attach_grads(self) -> None:
         for m, g in zip(self.params, self._grads, strict=True):
@@ -99,10 +101,7 @@ class MasterWeights:
         if grads and all(g is not None and g.dtype == self.model_flat.dtype for g in grads):
             if self._staging is None:
                 self._staging = torch.zeros_like(self.model_flat)
-                self._staging_views = [
-                    self._staging[off : off + p.numel()].view_as(p)
-                    for p, off in zip(self.model_params, self._offsets, strict=True)
-                ]
+                self._staging_views = self._views(self._staging)
             torch._foreach_copy_(self._staging_views, grads)
             self.grad_flat.add_(self._staging)
             self._got_grad = [True] * len(self.params)
