@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,26 @@ def run_cli(overrides: list[str], env_extra: dict | None = None) -> subprocess.C
         text=True,
         timeout=300,
     )
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """update -> loss, from the run's train_log.jsonl."""
+    lines = (run_dir / "train_log.jsonl").read_text().splitlines()
+    return {d["update"]: d["loss"] for d in map(json.loads, lines)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_or_fail(workers, seconds: float, what: str) -> None:
+    """Join mp.spawn(..., join=False)'s processes; a collective reached by one process only hangs
+    for ever, so after `seconds` kill them and fail the test instead."""
+    deadline = time.monotonic() + seconds
+    while not workers.join(timeout=2):
+        if time.monotonic() > deadline:
+            for p in workers.processes:
+                p.kill()
+            pytest.fail(f"{what} hung")

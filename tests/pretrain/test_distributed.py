@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ import torch.multiprocessing as mp
 from torch.distributed.distributed_c10d import BackendConfig
 
 from pretrain import distributed
+from tests.pretrain.conftest import free_port, join_or_fail
 
 
 @pytest.mark.parametrize("use_cuda, expected", [
@@ -62,15 +62,7 @@ def _wait_worker(rank, port, out_dir, rank0_ok):
 
 @pytest.mark.parametrize("rank0_ok", [True, False])
 def test_the_others_wait_out_a_long_preparation_and_hear_if_it_failed(tmp_path, rank0_ok):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workers = mp.spawn(_wait_worker, args=(port, tmp_path, rank0_ok), nprocs=2, join=False)
-    deadline = time.monotonic() + 120
-    while not workers.join(timeout=2):
-        if time.monotonic() > deadline:
-            for p in workers.processes:
-                p.kill()
-            pytest.fail("wait_for_main hung")
+    workers = mp.spawn(_wait_worker, args=(free_port(), tmp_path, rank0_ok), nprocs=2, join=False)
+    join_or_fail(workers, 120, "wait_for_main")
     assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [
         rank0_ok, rank0_ok]  # fmt: skip

@@ -4,8 +4,6 @@ inside the compiled module, and the trainer with all of them under torch.compile
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,7 @@ from pretrain.model import IGNORE_INDEX, MaskedLM, summed_cross_entropy
 from pretrain.objectives import build_objective
 from pretrain.objectives.base import Vocab
 from pretrain.train import main
-from tests.pretrain.conftest import tiny_config
+from tests.pretrain.conftest import tiny_config, train_losses
 
 VOCAB = Vocab(size=60, pad=1, mask=59, special_ids=[0, 1, 2, 3, 59])
 L = 40
@@ -236,11 +234,6 @@ def test_compile_options_are_checked_at_start_up(kw, message):
     PretrainConfig(compile=True, **{k: v for k, v in kw.items() if k != "compile_mode"})
 
 
-def _losses(run_dir):
-    lines = (run_dir / "train_log.jsonl").read_text().splitlines()
-    return {d["update"]: d["loss"] for d in map(json.loads, lines)}
-
-
 def test_trainer_with_static_shapes_and_compiled_loss_matches_the_plain_trainer(
     tmp_path, corpus, cache_dir, monkeypatch
 ):
@@ -274,7 +267,7 @@ def test_trainer_with_static_shapes_and_compiled_loss_matches_the_plain_trainer(
     torch._dynamo.reset()
     assert calls == [dict(mode=None, fullgraph=True, dynamic=False)]
     assert inductor_config.coordinate_descent_tuning  # for inductor, when it compiles
-    a, b = _losses(plain), _losses(fast)
+    a, b = train_losses(plain), train_losses(fast)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     assert all(abs(a[u] - b[u]) < 1e-5 * max(1.0, abs(a[u])) for u in a), (a, b)
     assert 1 <= len(graphs) <= 2

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import time
 
 import pytest
 import torch
@@ -15,12 +13,14 @@ from safetensors.torch import load_file
 from intdim.errors import UserError
 from pretrain.checkpoint import complete_checkpoints
 from pretrain.train import main
-from tests.pretrain.conftest import run_cli, tiny_config, tiny_overrides
-
-
-def _losses(run_dir):
-    lines = (run_dir / "train_log.jsonl").read_text().splitlines()
-    return {d["update"]: d["loss"] for d in map(json.loads, lines)}
+from tests.pretrain.conftest import (
+    free_port,
+    join_or_fail,
+    run_cli,
+    tiny_config,
+    tiny_overrides,
+    train_losses,
+)
 
 
 @pytest.fixture(scope="module", params=["fp32", "bf16-master"])
@@ -65,7 +65,7 @@ def test_tiny_run_writes_loadable_checkpoints(reference_run, precision):
     # with, none of which would be off bf16's grid).
     off_grid = sum(int((w != w.bfloat16().float()).sum()) for w in w30.values())
     assert off_grid > 0.5 * sum(w.numel() for w in w30.values())
-    losses = _losses(reference_run)
+    losses = train_losses(reference_run)
     assert sorted(losses) == list(range(1, 31))
     assert sum(losses[u] for u in range(26, 31)) < sum(losses[u] for u in range(1, 6)) - 2.5
 
@@ -78,11 +78,11 @@ def test_sigkill_then_resume_repeats_the_same_losses(tmp_path, corpus, cache_dir
     killed = run_cli(args, {"INTDIM_PRETRAIN_FAULT": "SIGKILL@15"})
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert [u for u, _ in complete_checkpoints(run_dir)] == [0, 10]
-    assert not (run_dir / "DONE").exists() and max(_losses(run_dir)) == 15
+    assert not (run_dir / "DONE").exists() and max(train_losses(run_dir)) == 15
     resumed = run_cli(args)  # the same command
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr
-    assert _losses(run_dir) == _losses(reference_run)  # exact, float for float
+    assert train_losses(run_dir) == train_losses(reference_run)  # exact, float for float
     ref = load_file(reference_run / "checkpoints/checkpoint_30/model.safetensors")
     got = load_file(run_dir / "checkpoints/checkpoint_30/model.safetensors")
     assert all(torch.equal(ref[k], got[k]) for k in ref)
@@ -96,12 +96,6 @@ def test_sigterm_writes_a_checkpoint_and_exits_for_requeue(tmp_path, corpus, cac
     assert [u for u, _ in complete_checkpoints(run_dir)] == [0, 7]
     assert (run_dir / "checkpoints/checkpoint_7/optimizer.pt").is_file()
     assert not (run_dir / "DONE").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ddp_worker(rank, world, port, cfg):
@@ -120,14 +114,9 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path, corpus, cache_dir, p
                                                           "optim.update_freq": 2}))  # fmt: skip
     two = tmp_path / "two"
     cfg = tiny_config(two, corpus, cache_dir, **common, **{"optim.batch_size": 2})
-    workers = mp.spawn(_ddp_worker, args=(2, _free_port(), cfg), nprocs=2, join=False)
-    deadline = time.monotonic() + 300  # a collective mismatch hangs for ever: fail instead
-    while not workers.join(timeout=5):
-        if time.monotonic() > deadline:
-            for p in workers.processes:
-                p.kill()
-            pytest.fail("the two DDP processes hung (a collective reached by one rank only?)")
-    a, b = _losses(one), _losses(two)
+    workers = mp.spawn(_ddp_worker, args=(2, free_port(), cfg), nprocs=2, join=False)
+    join_or_fail(workers, 300, "the two DDP processes")
+    a, b = train_losses(one), train_losses(two)
     assert sorted(a) == sorted(b) == [1, 2, 3]
     assert all(abs(a[u] - b[u]) < 1e-5 for u in a)
     wa = load_file(one / "checkpoints/checkpoint_3/model.safetensors")
@@ -191,7 +180,7 @@ def test_span_objective_trains(tmp_path, corpus, cache_dir):
     run_dir = tmp_path / "span"
     main(tiny_config(run_dir, corpus, cache_dir, max_updates=20, save_interval_updates=20,
                      save_initial_checkpoint=False, **{"objective.name": "span"}))  # fmt: skip
-    losses = _losses(run_dir)
+    losses = train_losses(run_dir)
     assert sum(losses[u] for u in range(16, 21)) < sum(losses[u] for u in range(1, 6)) - 1.0
 
 
