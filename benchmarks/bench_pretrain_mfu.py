@@ -42,6 +42,10 @@ its error and the next one runs:
     master      precision=bf16-master: a bf16 model (bf16 residual stream and LayerNorm, no
                 autocast) stepped through fp32 master weights, the trainer's MasterWeights
                 (fairseq's --fp16 recipe in bf16); otherwise bf16 autocast over fp32 weights
+    vpad        the embedding and LM-head rows padded to a multiple of 128 (50,265 -> 50,304; the
+                trainer's model.pad_vocab_to_multiple_of=128): rows of 50,265 are no multiple of 8,
+                which keeps the LM head's matmuls off the sm90 kernels (a 1.65 ms sm80 cutlass
+                GEMM in session 6's profile) and its softmax off vector loads
     varpos      the count of scored positions changes every step as the objective's does (what
                 the trainer does without static_shapes=true: recompiles, then dynamic shapes);
                 without it the count is fixed (static_shapes=true, less its ~0.3% filler rows)
@@ -78,7 +82,9 @@ from pretrain.precision import MasterWeights  # noqa: E402
 PAD = 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
-FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master", "cdt")
+FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master", "cdt",
+         "vpad")  # fmt: skip
+VPAD = 128
 # Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
 # --budget-s rather than be killed half-way.
 COST_S = {"eager": 10, "compile": 60, "cudagraphs": 75, "autotune": 200}
@@ -103,6 +109,7 @@ class Variant:
     nodrop: bool = False
     master: bool = False
     cdt: bool = False
+    vpad: bool = False
     acc: int = 1  # micro-batches per optimizer step
 
 
@@ -162,8 +169,21 @@ def make_inputs(v: Variant, seq: int, vocab: int, dev: torch.device, n_sets: int
     return out
 
 
+def build_cpu_model(a, pad_to: int = 1) -> MaskedLM:
+    """The benchmark's model, its init drawn from seed 0 (padded rows are drawn after the rest of
+    the embedding's, so the two models differ in their values, not in anything timed)."""
+    from transformers import RobertaForMaskedLM
+
+    tok = _Tok(vocab=a.vocab, pad_token_id=PAD, bos_token_id=0, eos_token_id=2)
+    cfg = build_config(ModelConfig(preset=a.preset, pad_vocab_to_multiple_of=pad_to), tok, a.seq)
+    torch.manual_seed(0)
+    return MaskedLM(RobertaForMaskedLM(cfg))
+
+
 def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     dev = torch.device(a.device)
+    if v.vpad:
+        cpu_model = build_cpu_model(a, pad_to=VPAD)
     model = copy.deepcopy(cpu_model).to(dev).train()
     if v.nodrop:  # same weights, every dropout at 0 (the attention reads its module's p too)
         for m in model.modules():
@@ -358,15 +378,12 @@ def main() -> None:
     start = time.perf_counter()
     names = a.variants or ("compile" if a.compile else "eager")
     variants = [parse_variant(n, a.batch) for n in names.split(",") if n.strip()]
-    from transformers import RobertaForMaskedLM
     from transformers import __version__ as tf_version
 
-    tok = _Tok(vocab=a.vocab, pad_token_id=PAD, bos_token_id=0, eos_token_id=2)
-    cfg = build_config(ModelConfig(preset=a.preset), tok, a.seq)
-    torch.manual_seed(0)
-    cpu_model = MaskedLM(RobertaForMaskedLM(cfg))
+    cpu_model = build_cpu_model(a)
     n_total = sum(p.numel() for p in cpu_model.parameters())
-    counts = FlopCount.of(cpu_model.hf)  # the trainer's count (pretrain/flops.py)
+    # The trainer's count (pretrain/flops.py), at the tokenizer's vocabulary for vpad too.
+    counts = FlopCount.of(cpu_model.hf, vocab=a.vocab)
     print(f"machine: {machine()}; transformers {tf_version}")
     print(f"{a.preset} MLM (D={n_total:,}), seq {a.seq}, bf16 (autocast, or master), fused AdamW, "
           f"{a.warmup} warmup + {a.steps} timed steps per variant, peak {a.peak_tflops:.0f} "

@@ -72,11 +72,21 @@ class ModelConfig:
     dropout: float = -1.0
     attention_dropout: float = -1.0
     max_positions: int = 0  # RoBERTa: 514 = 512 tokens + padding_idx offset of 2
+    # The embedding and LM-head rows are rounded up to a multiple of this (Megatron-LM's
+    # --make-vocab-size-divisible-by). The extra rows are never an input or a target. On a GPU a
+    # row length that is no multiple of 8 (RoBERTa's 50,265) misaligns the LM head's matmuls and
+    # softmax for the tensor cores; 1 keeps the tokenizer's size.
+    pad_vocab_to_multiple_of: int = 1
 
     def __post_init__(self) -> None:
         if self.preset not in MODEL_PRESETS:
             raise UserError(
                 f"unknown model.preset {self.preset!r}; choose one of: {', '.join(MODEL_PRESETS)}"
+            )
+        if self.pad_vocab_to_multiple_of < 1:
+            raise UserError(
+                f"model.pad_vocab_to_multiple_of must be >= 1 (1: no padding), got "
+                f"{self.pad_vocab_to_multiple_of}"
             )
 
 

@@ -36,9 +36,10 @@ class FlopCount:
     hidden: int
 
     @classmethod
-    def of(cls, hf_model: nn.Module) -> FlopCount:
+    def of(cls, hf_model: nn.Module, vocab: int | None = None) -> FlopCount:
         """For a transformers *ForMaskedLM of the BERT family (RoBERTa's `lm_head` with `dense`
-        and a tied `decoder`)."""
+        and a tied `decoder`). `vocab`: the tokenizer's size, when the model's embedding rows are
+        padded beyond it (model.pad_vocab_to_multiple_of); the padding rows are not model FLOPs."""
         cfg = hf_model.config
         base = getattr(hf_model, hf_model.base_model_prefix)
         head = hf_model.lm_head
@@ -50,7 +51,7 @@ class FlopCount:
         )
         return cls(
             encoder=encoder,
-            head=head.dense.weight.numel() + head.decoder.weight.numel(),
+            head=head.dense.weight.numel() + (vocab or cfg.vocab_size) * cfg.hidden_size,
             layers=cfg.num_hidden_layers,
             hidden=cfg.hidden_size,
         )

@@ -53,7 +53,7 @@ def build_config(cfg: ModelConfig, tokenizer, tokens_per_sample: int):
             f"lower it or raise model.max_positions to {tokens_per_sample + pad + 1}"
         )
     return RobertaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=padded_vocab_size(len(tokenizer), cfg.pad_vocab_to_multiple_of),
         hidden_size=v["hidden_size"],
         num_hidden_layers=v["num_layers"],
         num_attention_heads=v["num_heads"],
@@ -67,6 +67,11 @@ def build_config(cfg: ModelConfig, tokenizer, tokens_per_sample: int):
         eos_token_id=tokenizer.eos_token_id,
         attn_implementation="sdpa",
     )
+
+
+def padded_vocab_size(size: int, multiple: int) -> int:
+    """The model's embedding rows: the tokenizer's `size` rounded up to a multiple of `multiple`."""
+    return -(-size // multiple) * multiple
 
 
 def build_model(cfg: ModelConfig, tokenizer, tokens_per_sample: int, seed: int):

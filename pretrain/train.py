@@ -215,7 +215,7 @@ def setup(cfg: PretrainConfig) -> Run:
         )
     run = Run(cfg, dist, run_dir, tokenizer, train_blocks, valid_blocks, objective, hf_model,
               module, forward, optimizer, scheduler, stream, update_freq, master=master,
-              flops=FlopCount.of(hf_model),
+              flops=FlopCount.of(hf_model, vocab=len(tokenizer)),
               peak_tflops=peak_tflops(dist.device, cfg.peak_tflops))  # fmt: skip
     if resume is not None:
         _restore(run, resume)

@@ -271,3 +271,44 @@ def test_trainer_with_static_shapes_and_compiled_loss_matches_the_plain_trainer(
     assert sorted(a) == sorted(b) == list(range(1, 7))
     assert all(abs(a[u] - b[u]) < 1e-5 * max(1.0, abs(a[u])) for u in a), (a, b)
     assert 1 <= len(graphs) <= 2
+
+
+def test_padded_vocabulary_adds_rows_that_are_never_inputs_or_targets(tmp_path, corpus,
+                                                                      cache_dir, monkeypatch):
+    """model.pad_vocab_to_multiple_of rounds the embedding and LM-head rows up; the tokenizer,
+    the objective's draws and the model-FLOP count keep the tokenizer's size, and the checkpoint
+    loads with transformers as it is."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from pretrain import objectives
+    from pretrain.flops import FlopCount
+
+    seen = []
+    real = objectives.base.Objective.make_batch
+
+    def spy(self, *args, **kwargs):
+        batch = real(self, *args, **kwargs)
+        seen.append((int(batch.input_ids.max()), int(batch.targets.max()), self.vocab.size))
+        return batch
+
+    monkeypatch.setattr(objectives.base.Objective, "make_batch", spy)
+    counts = []
+    real_of = FlopCount.of
+    monkeypatch.setattr(FlopCount, "of", lambda m, vocab=None: counts.append(
+        real_of(m, vocab)) or counts[-1])  # fmt: skip
+    run = tmp_path / "padded"
+    main(tiny_config(run, corpus, cache_dir, max_updates=4, save_interval_updates=4,
+                     save_initial_checkpoint=False, **{"model.pad_vocab_to_multiple_of": 64}))
+    ckpt = run / "checkpoints/checkpoint_4"
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForMaskedLM.from_pretrained(ckpt)
+    rows = model.config.vocab_size
+    assert rows % 64 == 0 and len(tok) < rows < len(tok) + 64
+    assert model.get_input_embeddings().weight.shape[0] == rows
+    assert model.lm_head.decoder.weight.shape[0] == rows == model.lm_head.bias.shape[0]
+    assert seen and all(i < len(tok) and t < len(tok) and v == len(tok) for i, t, v in seen)
+    assert counts[0].head == model.lm_head.dense.weight.numel() + len(tok) * 64  # hidden 64
+    logits = model(**tok("a few words", return_tensors="pt")).logits
+    assert logits.shape[-1] == rows and torch.isfinite(logits).all()
+    with pytest.raises(UserError, match="pad_vocab_to_multiple_of must be >= 1"):
+        tiny_config(tmp_path / "bad", corpus, cache_dir, **{"model.pad_vocab_to_multiple_of": 0})

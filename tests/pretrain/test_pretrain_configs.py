@@ -26,6 +26,7 @@ def test_paper_config_is_the_papers_run_with_the_fastest_measured_step():
         200_000, 10_000, True)  # fmt: skip
     assert (cfg.optim.global_batch_size, cfg.data.tokens_per_sample) == (1024, 512)
     assert cfg.model.preset == "roberta_base" and cfg.objective.name == "mlm"
+    assert cfg.model.pad_vocab_to_multiple_of == 128  # 50,265 -> 50,304 rows
     assert (cfg.precision, cfg.compile, cfg.compile_loss, cfg.static_shapes) == (
         "bf16-master", True, True, True)  # fmt: skip
     # The global batch stays 1024 however many GPUs run it, through accumulation.
