@@ -273,8 +273,9 @@ def test_trainer_with_static_shapes_and_compiled_loss_matches_the_plain_trainer(
     assert 1 <= len(graphs) <= 2
 
 
-def test_padded_vocabulary_adds_rows_that_are_never_inputs_or_targets(tmp_path, corpus,
-                                                                      cache_dir, monkeypatch):
+def test_padded_vocabulary_adds_rows_that_are_never_inputs_or_targets(
+    tmp_path, corpus, cache_dir, monkeypatch
+):
     """model.pad_vocab_to_multiple_of rounds the embedding and LM-head rows up; the tokenizer,
     the objective's draws and the model-FLOP count keep the tokenizer's size, and the checkpoint
     loads with transformers as it is."""
@@ -297,8 +298,17 @@ def test_padded_vocabulary_adds_rows_that_are_never_inputs_or_targets(tmp_path, 
     monkeypatch.setattr(FlopCount, "of", lambda m, vocab=None: counts.append(
         real_of(m, vocab)) or counts[-1])  # fmt: skip
     run = tmp_path / "padded"
-    main(tiny_config(run, corpus, cache_dir, max_updates=4, save_interval_updates=4,
-                     save_initial_checkpoint=False, **{"model.pad_vocab_to_multiple_of": 64}))
+    main(
+        tiny_config(
+            run,
+            corpus,
+            cache_dir,
+            max_updates=4,
+            save_interval_updates=4,
+            save_initial_checkpoint=False,
+            **{"model.pad_vocab_to_multiple_of": 64},
+        )
+    )
     ckpt = run / "checkpoints/checkpoint_4"
     tok = AutoTokenizer.from_pretrained(ckpt)
     model = AutoModelForMaskedLM.from_pretrained(ckpt)
