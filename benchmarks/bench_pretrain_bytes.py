@@ -19,7 +19,9 @@ is set to 0 here: on a GPU it lives inside the fused attention kernel, on the CP
 (batch, heads, L, L) pointwise kernels that the GPU step does not have. Hidden dropout stays 0.1
 (--hidden-dropout 0 sizes what its masks cost).
 Precisions: `autocast` (precision=bf16: bf16 autocast over fp32 weights) and `master`
-(precision=bf16-master, pretrain/precision.py).
+(precision=bf16-master, pretrain/precision.py); `+bits` after either swaps in the bit-mask hidden
+dropout (dropout_bitmask=true, pretrain/dropout.py), whose mask is drawn outside inductor's
+kernels (a library call here, not counted: on a GPU it writes N / 8 bytes).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine  # noqa: E402
 from pretrain.config import ModelConfig  # noqa: E402
+from pretrain.dropout import use_bitmask_dropout  # noqa: E402
 from pretrain.model import MaskedLM, build_config  # noqa: E402
 from pretrain.precision import MasterWeights  # noqa: E402
 
@@ -91,6 +94,11 @@ class KernelBytes:
 def measure(cpu_model: MaskedLM, precision: str, batch: int, seq: int) -> KernelBytes:
     torch._dynamo.reset()
     model = copy.deepcopy(cpu_model).train()
+    precision, _, extra = precision.partition("+")
+    if extra == "bits":
+        use_bitmask_dropout(model.hf)
+    elif extra:
+        raise SystemExit(f"unknown precision suffix +{extra}; known: +bits")
     master = MasterWeights(model) if precision == "master" else None
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, VOCAB, (batch, seq), generator=g)
@@ -111,7 +119,7 @@ def main() -> None:
     ap.add_argument("--batches", default="4,8", help="two batch sizes (blocks of --seq tokens)")
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--project", type=int, default=64, help="blocks to project the totals to")
-    ap.add_argument("--precisions", default="autocast,master")
+    ap.add_argument("--precisions", default="autocast,master", help="e.g. master,master+bits")
     ap.add_argument("--hidden-dropout", type=float, default=0.1, help="RoBERTa's: 0.1")
     ap.add_argument("--top", type=int, default=0, help="print the N largest kernel groups")
     a = ap.parse_args()

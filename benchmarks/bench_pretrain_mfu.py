@@ -46,6 +46,10 @@ its error and the next one runs:
                 trainer's model.pad_vocab_to_multiple_of=128): rows of 50,265 are no multiple of 8,
                 which keeps the LM head's matmuls off the sm90 kernels (a 1.65 ms sm80 cutlass
                 GEMM in session 6's profile) and its softmax off vector loads
+    bits        hidden dropout's masks drawn as bits, eight per Philox call, by a Triton kernel
+                outside inductor's fused kernels (the trainer's dropout_bitmask=true,
+                pretrain/dropout.py); the kernel is first checked bit for bit against its NumPy
+                reference on the GPU, and the variant fails if it differs
     varpos      the count of scored positions changes every step as the objective's does (what
                 the trainer does without static_shapes=true: recompiles, then dynamic shapes);
                 without it the count is fixed (static_shapes=true, less its ~0.3% filler rows)
@@ -75,6 +79,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, sync  # noqa: E402
 from pretrain.config import ModelConfig  # noqa: E402
+from pretrain.dropout import use_bitmask_dropout  # noqa: E402
 from pretrain.flops import FlopCount  # noqa: E402
 from pretrain.model import MaskedLM, build_config, summed_cross_entropy  # noqa: E402
 from pretrain.precision import MasterWeights  # noqa: E402
@@ -83,7 +88,7 @@ PAD = 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
 FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master", "cdt",
-         "vpad")  # fmt: skip
+         "vpad", "bits")  # fmt: skip
 VPAD = 128
 # Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
 # --budget-s rather than be killed half-way.
@@ -110,6 +115,7 @@ class Variant:
     master: bool = False
     cdt: bool = False
     vpad: bool = False
+    bits: bool = False
     acc: int = 1  # micro-batches per optimizer step
 
 
@@ -185,6 +191,9 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     if v.vpad:
         cpu_model = build_cpu_model(a, pad_to=VPAD)
     model = copy.deepcopy(cpu_model).to(dev).train()
+    if v.bits:
+        check_keep_bits(dev)
+        use_bitmask_dropout(model.hf)
     if v.nodrop:  # same weights, every dropout at 0 (the attention reads its module's p too)
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
@@ -256,6 +265,25 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     return dict(first_s=first, step_ms=dt * 1e3, tok_s=tokens / dt, tflops=flops / dt / 1e12,
                 mfu=flops / dt / (a.peak_tflops * 1e12),
                 peak_gb=torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)  # fmt: skip
+
+
+def check_keep_bits(dev: torch.device) -> None:
+    """The keep-bits kernel on this device against its NumPy reference, bit for bit."""
+    if dev.type != "cuda":
+        return  # the CPU draws its bits with torch
+    from pretrain.kernels import triton_dropout
+
+    if not triton_dropout.available():
+        raise RuntimeError("bits: Triton is not importable here")
+    seed, nbytes, threshold = 0x0123456789ABCDEF, 3 * triton_dropout.BLOCK + 77, 6554
+    got = triton_dropout.keep_bits(torch.tensor([seed], device=dev), nbytes, threshold)
+    want = triton_dropout.reference_keep_bits(seed, nbytes, threshold)
+    wrong = int((got.cpu().numpy() != want).sum())
+    if wrong:
+        raise RuntimeError(
+            f"bits: the keep-bits kernel differs from its reference in {wrong} bytes"
+        )
+    print("  keep-bits kernel: identical to its NumPy reference")
 
 
 # Kernel name fragments -> what they are (first match wins), for --profile's summary.

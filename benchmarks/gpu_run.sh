@@ -21,9 +21,9 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton: NOT importable (torch path only)"
 
 # The limits only guard against a hang (e.g. a kernel that never finishes compiling); most
-# important first. mfu alone takes up to 9 minutes (4 with its current variants), trainer ~4, the
-# others 1-2 each. Next for the pretrain MFU goal: `bash benchmarks/gpu_run.sh trainer mfu`
-# (carry .whl: see the trainer section).
+# important first. mfu takes ~7 minutes, trainer ~3, the others 1-2 each. Next for the pretrain
+# MFU goal, one call of ~9.5 minutes: `bash benchmarks/gpu_run.sh trainer mfu` (carry .whl: see
+# the trainer section).
 for section in $SECTIONS; do
     case $section in
     checks) step checks 120 python3 benchmarks/gpu_checks.py ;;
@@ -44,41 +44,41 @@ for section in $SECTIONS; do
     # measures them in this order, skips any that would end past --budget-s (compile time counts;
     # each prints its own line as it finishes). No omegaconf needed. --profile: each variant's
     # kernels by kind after its timed steps (a few seconds each).
-    # Session 6 (H200): bf16-master 35.7% against autocast's 34.5% at b64, 37.4% at b128 (the
-    # best); FlashAttention-2 slower than SDPA's own pick (cuDNN); max-autotune's templates lose to
-    # cuBLAS, and its tuning outlasts a call. Left: attention with dropout at ~167 TFLOP/s. Next:
-    # accumulation as the trainer does it (acc<N>: the paper config is b64 with 2 micro-batches
-    # per update on 8 GPUs, padding mask kept), inductor's coordinate-descent tuning of its own
-    # kernels (cdt), cuDNN's attention tried first with the mask (cudnn: the padded batches'
-    # attention took 14.2 ms against 10.8 without a mask), what dropout costs (nodrop), b256.
-    # --probe first: each SDPA backend alone on the model's attention, with and without the mask.
-    mfu) step mfu 540 python3 benchmarks/bench_pretrain_mfu.py --budget-s 500 --profile --probe --variants \
-        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+cdt,compile+lossc+b64+master+acc2,compile+lossc+b64+master+acc2+cudnn,compile+nomask+lossc+b128+master+acc4,compile+nomask+lossc+b128,compile+nomask+lossc+b128+master+nodrop,compile+nomask+lossc+b256+master+acc2 ;;
+    # Session 6 (H200): 37.4% at best (b128, bf16-master, no mask). Session 7 (no GPU) added the
+    # padded vocabulary (vpad: the LM head's rows aligned for the tensor cores) and hidden dropout
+    # with bit masks drawn outside inductor's kernels (bits: those kernels were bound by their
+    # per-element Philox, not by memory); the reference comes first, on the same card. Then
+    # inductor's tuning of its own kernels (cdt), the paper config's shape per GPU on 8 GPUs (b64,
+    # 2 micro-batches, padding mask kept), b256, and what dropout costs at all (nodrop).
+    mfu) step mfu 420 python3 benchmarks/bench_pretrain_mfu.py --budget-s 390 --profile --variants \
+        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+nomask+lossc+b128+master+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b128+master ;;
-    # The trainer itself (intdim pretrain, the paper config) on a generated corpus: RoBERTa-base at
-    # micro-batch 128, bf16-master then bf16 autocast, compiled with the loss and static shapes;
-    # tokens/s and MFU per 10 updates, then the saved weights' dtype. Session 6 (H200, before the
-    # update loop stopped waiting for the GPU): 526,600 and 496,800 tokens/s, 0.81x the bench's model
-    # TFLOP/s; the bench's step with the padding mask kept (as the generated corpus's batches) and
-    # the trainer's vocabulary here (397) is the side-by-side reference. Needs omegaconf, which the GPU image lacks: carry .whl, made
-    # here with `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
+    # The trainer itself (intdim pretrain, the paper config: bf16-master, vocabulary padded to a
+    # multiple of 128) on a generated corpus: RoBERTa-base at micro-batch 128, compiled with the
+    # loss and static shapes, with torch's hidden dropout and with dropout_bitmask=true; tokens/s
+    # and MFU per 10 updates, then the saved weights' dtype. Session 6 (H200, before the update
+    # loop stopped waiting for the GPU): 526,600 tokens/s, 0.81x the bench's model TFLOP/s. The
+    # bench's step with the padding mask kept (as the generated corpus's batches) and the
+    # trainer's vocabulary here (397) is the side-by-side reference. Needs omegaconf, which the
+    # GPU image lacks: carry .whl, made here with
+    # `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
     trainer)
         step trainer_bench 100 python3 benchmarks/bench_pretrain_mfu.py --vocab 397 --variants \
-            compile+lossc+b128+master
+            compile+lossc+b128+master+vpad,compile+lossc+b128+master+vpad+bits
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-        for prec in bf16-master bf16; do
-            PYTHONPATH=/tmp/site:. step "trainer_$prec" 110 python3 -m intdim.cli pretrain \
+        for bitmask in false true; do
+            PYTHONPATH=/tmp/site:. step "trainer_bitmask_$bitmask" 100 python3 -m intdim.cli pretrain \
                 configs/pretrain/roberta_base_paper.yaml data.corpus=demo data.demo_documents=16000 \
-                data.cache_dir=/tmp/cache run_dir=/tmp/run_$prec max_updates=50 \
+                data.cache_dir=/tmp/cache run_dir=/tmp/run_$bitmask max_updates=50 \
                 save_interval_updates=50 save_initial_checkpoint=false log_interval=10 \
-                precision=$prec compile_loss=true static_shapes=true optim.batch_size=128 \
-                optim.global_batch_size=128 optim.warmup_updates=10
+                dropout_bitmask=$bitmask optim.batch_size=128 optim.global_batch_size=128 \
+                optim.warmup_updates=10
             python3 -c "import json,struct,sys,glob; f=open(glob.glob(sys.argv[1])[0],'rb'); \
 n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); h.pop('__metadata__',None); \
 print('saved weights:', sorted({v['dtype'] for v in h.values()}), len(h), 'tensors')" \
-                "/tmp/run_$prec/checkpoints/checkpoint_50/*.safetensors"
+                "/tmp/run_$bitmask/checkpoints/checkpoint_50/*.safetensors"
         done
         ;;
     *) echo "unknown section $section (checks said mfu mfuprof said512 fastfood mnist trainer)"; exit 2 ;;

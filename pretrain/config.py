@@ -178,6 +178,10 @@ class PretrainConfig:
     # (dynamic=False) instead of recompiling or going dynamic as the count of scored positions
     # changes from batch to batch. Same loss up to float summation order; see make_batch.
     static_shapes: bool = False
+    # Hidden dropout's keep-masks drawn as bits, eight per random number (pretrain/dropout.py; on
+    # CUDA a Triton kernel): the same dropout with cheaper random numbers than the ones inductor
+    # draws per element inside its fused kernels. Another draw than torch's dropout, not the same.
+    dropout_bitmask: bool = False
     tensorboard: bool = True
     # The GPU's dense bf16 peak in TFLOP/s, for the MFU in the logs; 0 takes it from the GPU's
     # name (pretrain/flops.py: H100, H200, A100, ...), and no MFU is shown on a CPU or unknown GPU.

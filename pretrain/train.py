@@ -38,6 +38,7 @@ from pretrain import checkpoint as ckpt
 from pretrain import distributed
 from pretrain.config import PretrainConfig
 from pretrain.data import BlockStream, PackedBlocks, binarize, resolve_corpus
+from pretrain.dropout import use_bitmask_dropout
 from pretrain.flops import FlopCount, peak_tflops
 from pretrain.model import MaskedLM, build_model
 from pretrain.objectives import Objective, build_objective
@@ -165,6 +166,8 @@ def setup(cfg: PretrainConfig) -> Run:
     objective = build_objective(cfg.objective, vocab, cfg.seed)
 
     hf_model = build_model(cfg.model, tokenizer, tps, cfg.seed)
+    if cfg.dropout_bitmask:
+        use_bitmask_dropout(hf_model)  # modules only: the weights and checkpoints are unchanged
     resume = ckpt.latest_resumable(run_dir)
     if resume is not None and cfg.subspace.d == 0:
         ckpt.load_weights(hf_model, resume)
