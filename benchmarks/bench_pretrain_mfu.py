@@ -324,6 +324,71 @@ def kernel_profile(step, dev: torch.device, steps: int = 3, per: int = 1) -> Non
               f"{e.key[:110]}")  # fmt: skip
 
 
+def _time_ms(f, reps: int = 10) -> float:
+    f()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        f()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def probe_segments(a, heads: int, d: int) -> None:
+    """A padded batch's attention without a mask and without copies: FlashAttention-2's varlen
+    kernel over the (B x L, heads, d) buffer the QKV projections write, with every row cut into two
+    segments, its real tokens and its padding. Real tokens then attend to their row's real tokens
+    only (what the padding mask does), padding to padding (outputs nobody reads). With
+    `empty` segments every row has two, full rows a zero-length second one, so the segment count
+    is fixed (static shapes); without, full rows have one. Checked against SDPA with the padding
+    mask (dropout 0: outputs at real tokens and all gradients), then timed with dropout 0.1."""
+    B, S = a.batch, a.seq
+    lengths = [S - 9] + [S - 3 * (b % 4) for b in range(1, B)]  # about a quarter of rows full
+    dev = torch.device("cuda")
+    q, k, v = (torch.randn(B, S, heads, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))  # fmt: skip
+    keep = torch.arange(S, device=dev)[None, :] < torch.tensor(lengths, device=dev)[:, None]
+    weight = torch.randn(B, S, heads, d, device=dev, dtype=torch.bfloat16)
+
+    def masked(p):
+        t = [x.transpose(1, 2) for x in (q, k, v)]  # SDPA's (B, heads, L, d) views
+        out = torch.nn.functional.scaled_dot_product_attention(
+            *t, attn_mask=keep[:, None, None, :], dropout_p=p
+        )
+        return out.transpose(1, 2)
+
+    def varlen(p, edges):
+        flat = [x.reshape(B * S, heads, d) for x in (q, k, v)]  # a view: no copy
+        out = torch.ops.aten._flash_attention_forward(*flat, edges, edges, S, S, p, False, False)
+        return out[0].view(B, S, heads, d)
+
+    def grads(f):
+        for x in (q, k, v):
+            x.grad = None
+        out = f()
+        ((out * weight)[keep].float().sum()).backward()
+        return out.detach(), [x.grad.clone() for x in (q, k, v)]
+
+    ref_out, ref_grads = grads(lambda: masked(0.0))
+    padded = B - sum(n == S for n in lengths)
+    ms = _time_ms(lambda: grads(lambda: masked(0.1)))
+    print(f"  padded batch ({padded} of {B} rows padded), fwd + bwd: SDPA, mask {ms:.2f} ms")
+    for empty in (False, True):
+        edges = []
+        for b, n in enumerate(lengths):
+            edges += [b * S, b * S + n] if (n < S or empty) else [b * S]
+        edges = torch.tensor(edges + [B * S], dtype=torch.int32, device=dev)
+        label = "varlen segments" + (" (fixed count, empty ones)" if empty else "")
+        try:
+            out, g = grads(lambda edges=edges: varlen(0.0, edges))
+            diffs = [(x - y).abs().max().item() for x, y in zip(g, ref_grads, strict=True)]
+            err = max((out - ref_out)[keep].abs().max().item(), *diffs)
+            ms = _time_ms(lambda edges=edges: grads(lambda: varlen(0.1, edges)))
+            print(f"    {label}: {ms:.2f} ms, largest difference from the mask {err:.1e}")
+        except Exception as e:  # noqa: BLE001
+            print(f"    {label}: unsupported ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+
+
 def probe(cpu_model, a) -> None:
     """Which SDPA backends take the model's attention (bf16, dropout 0.1, head dim 64), with the
     compact (B, 1, 1, L) padding mask the trainer passes and with none, and how fast each is
@@ -360,6 +425,10 @@ def probe(cpu_model, a) -> None:
                 row.append(f"{label} unsupported ({str(e).splitlines()[0][:60]})")
         print(f"  {backend:20s} " + "; ".join(row))
     qkv.clear()  # free them before the model check
+    try:
+        probe_segments(a, heads, d)
+    except Exception as e:  # noqa: BLE001  a probe, not a variant
+        print(f"  padding as varlen segments: failed ({type(e).__name__}: {str(e)[:120]})")
     small = copy.deepcopy(cpu_model).cuda().train()
     ids = torch.randint(3, a.vocab, (2, a.seq), device="cuda")
     positions = torch.arange(0, 2 * a.seq, 7, device="cuda")

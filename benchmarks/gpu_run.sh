@@ -49,9 +49,13 @@ for section in $SECTIONS; do
     # with bit masks drawn outside inductor's kernels (bits: those kernels were bound by their
     # per-element Philox, not by memory); the reference comes first, on the same card. Then
     # inductor's tuning of its own kernels (cdt), the paper config's shape per GPU on 8 GPUs (b64,
-    # 2 micro-batches, padding mask kept), b256, and what dropout costs at all (nodrop).
-    mfu) step mfu 420 python3 benchmarks/bench_pretrain_mfu.py --budget-s 390 --profile --variants \
-        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+nomask+lossc+b128+master+nodrop ;;
+    # 2 micro-batches, padding mask kept), b256, the padding mask with cuDNN's attention tried
+    # first, and what dropout costs at all (nodrop). --probe first: each SDPA backend alone on the
+    # model's attention with and without the mask, and a padded batch as FlashAttention-2 varlen
+    # segments (no mask, no copy), checked against the mask: what the trainer's padded batches
+    # (5% of the step at b64 in session 6) could use.
+    mfu) step mfu 420 python3 benchmarks/bench_pretrain_mfu.py --budget-s 390 --profile --probe --variants \
+        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+lossc+b128+master+vpad+bits+cudnn,compile+nomask+lossc+b128+master+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b128+master ;;
