@@ -50,6 +50,10 @@ its error and the next one runs:
                 outside inductor's fused kernels (the trainer's dropout_bitmask=true,
                 pretrain/dropout.py); the kernel is first checked bit for bit against its NumPy
                 reference on the GPU, and the variant fails if it differs
+    segments    a padded batch's attention as FlashAttention-2 varlen segments, no mask (the
+                trainer's padded_attention=segments, pretrain/attention.py); only acts on a
+                batch with a mask, and the bench's mask is all ones (every row's padding
+                segment empty): --probe times it on rows that are really padded
     varpos      the count of scored positions changes every step as the objective's does (what
                 the trainer does without static_shapes=true: recompiles, then dynamic shapes);
                 without it the count is fixed (static_shapes=true, less its ~0.3% filler rows)
@@ -88,7 +92,7 @@ PAD = 1
 MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead",
          "autotune": "max-autotune-no-cudagraphs"}  # fmt: skip
 FLAGS = ("nomask", "lossc", "fullgraph", "flash", "cudnn", "varpos", "nodrop", "master", "cdt",
-         "vpad", "bits")  # fmt: skip
+         "vpad", "bits", "segments")  # fmt: skip
 VPAD = 128
 # Rough seconds a variant needs on an H100 box (compile dominates), to skip what would overrun
 # --budget-s rather than be killed half-way.
@@ -116,6 +120,7 @@ class Variant:
     cdt: bool = False
     vpad: bool = False
     bits: bool = False
+    segments: bool = False
     acc: int = 1  # micro-batches per optimizer step
 
 
@@ -191,6 +196,8 @@ def run_variant(v: Variant, cpu_model, a, counts) -> dict:
     if v.vpad:
         cpu_model = build_cpu_model(a, pad_to=VPAD)
     model = copy.deepcopy(cpu_model).to(dev).train()
+    if v.segments:
+        model = MaskedLM(model.hf, padded_attention="segments")
     if v.bits:
         check_keep_bits(dev)
         use_bitmask_dropout(model.hf)

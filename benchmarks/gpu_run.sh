@@ -50,18 +50,20 @@ for section in $SECTIONS; do
     # per-element Philox, not by memory); the reference comes first, on the same card. Then
     # inductor's tuning of its own kernels (cdt), the paper config's shape per GPU on 8 GPUs (b64,
     # 2 micro-batches, padding mask kept), b256, the padding mask with cuDNN's attention tried
-    # first, and what dropout costs at all (nodrop). --probe first: each SDPA backend alone on the
+    # first, the mask's batches as varlen segments (segments), and what dropout costs at all
+    # (nodrop). --probe first: each SDPA backend alone on the
     # model's attention with and without the mask, and a padded batch as FlashAttention-2 varlen
     # segments (no mask, no copy), checked against the mask: what the trainer's padded batches
     # (5% of the step at b64 in session 6) could use.
     mfu) step mfu 420 python3 benchmarks/bench_pretrain_mfu.py --budget-s 390 --profile --probe --variants \
-        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+lossc+b128+master+vpad+bits+cudnn,compile+nomask+lossc+b128+master+nodrop ;;
+        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+lossc+b128+master+vpad+bits+cudnn,compile+lossc+b128+master+vpad+bits+segments,compile+nomask+lossc+b128+master+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
         compile+nomask+lossc+b128+master ;;
     # The trainer itself (intdim pretrain, the paper config: bf16-master, vocabulary padded to a
     # multiple of 128) on a generated corpus: RoBERTa-base at micro-batch 128, compiled with the
-    # loss and static shapes, with torch's hidden dropout and with dropout_bitmask=true; tokens/s
+    # loss and static shapes, as the paper config is, then with session 7's two options
+    # (dropout_bitmask=true padded_attention=segments: most of these batches are padded); tokens/s
     # and MFU per 10 updates, then the saved weights' dtype. Session 6 (H200, before the update
     # loop stopped waiting for the GPU): 526,600 tokens/s, 0.81x the bench's model TFLOP/s. The
     # bench's step with the padding mask kept (as the generated corpus's batches) and the
@@ -70,19 +72,21 @@ for section in $SECTIONS; do
     # `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
     trainer)
         step trainer_bench 100 python3 benchmarks/bench_pretrain_mfu.py --vocab 397 --variants \
-            compile+lossc+b128+master+vpad,compile+lossc+b128+master+vpad+bits
+            compile+lossc+b128+master+vpad,compile+lossc+b128+master+vpad+bits+segments
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-        for bitmask in false true; do
-            PYTHONPATH=/tmp/site:. step "trainer_bitmask_$bitmask" 100 python3 -m intdim.cli pretrain \
+        for options in paper session7; do
+            extra=()
+            [ "$options" = session7 ] && extra=(dropout_bitmask=true padded_attention=segments)
+            PYTHONPATH=/tmp/site:. step "trainer_$options" 100 python3 -m intdim.cli pretrain \
                 configs/pretrain/roberta_base_paper.yaml data.corpus=demo data.demo_documents=16000 \
-                data.cache_dir=/tmp/cache run_dir=/tmp/run_$bitmask max_updates=50 \
+                data.cache_dir=/tmp/cache run_dir=/tmp/run_$options max_updates=50 \
                 save_interval_updates=50 save_initial_checkpoint=false log_interval=10 \
-                dropout_bitmask=$bitmask optim.batch_size=128 optim.global_batch_size=128 \
-                optim.warmup_updates=10
+                optim.batch_size=128 optim.global_batch_size=128 optim.warmup_updates=10 \
+                "${extra[@]}"
             python3 -c "import json,struct,sys,glob; f=open(glob.glob(sys.argv[1])[0],'rb'); \
 n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); h.pop('__metadata__',None); \
 print('saved weights:', sorted({v['dtype'] for v in h.values()}), len(h), 'tensors')" \
-                "/tmp/run_$bitmask/checkpoints/checkpoint_50/*.safetensors"
+                "/tmp/run_$options/checkpoints/checkpoint_50/*.safetensors"
         done
         ;;
     *) echo "unknown section $section (checks said mfu mfuprof said512 fastfood mnist trainer)"; exit 2 ;;

@@ -23,6 +23,12 @@ from __future__ import annotations
 import torch
 
 ATTENTION = "intdim_cpu_attention"
+# The same, with a padded batch's attention on a GPU as FlashAttention-2 varlen segments
+# (padded_attention=segments; `segment_attention`).
+ATTENTION_SEGMENTS = "intdim_segment_attention"
+# Where FlashAttention-2's varlen kernel runs (the tests widen these around an emulation of it).
+_SEGMENT_DEVICES = ("cuda",)
+_SEGMENT_DTYPES = (torch.bfloat16, torch.float16)
 # Scores per slice: 4 MB of fp32 (4 heads of 512 x 512), which stays in L2/L3 from the score
 # product to the output; measured on the 2-core CPU at 512 tokens, one 32 MB slice was no faster
 # than SDPA, 4 MB slices ~10% faster for the whole forward + backward.
@@ -84,6 +90,53 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
     return DropoutAttention.apply(query, key, value, bias, float(dropout), float(scale)), None
 
 
+def segment_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                      is_causal=None, **kwargs):  # fmt: skip
+    """A right-padded batch's attention without a mask and without copies (CUDA, bf16/fp16).
+
+    With a padding mask SDPA cannot use its fastest kernels (FlashAttention, cuDNN): it takes the
+    memory-efficient one, which ran a padded batch's attention ~30% slower than cuDNN's on an
+    H200 (BENCHMARKS.md, session 6). Here every row of the batch becomes two segments of
+    FlashAttention-2's variable-length kernel, its real tokens and its padding, over the
+    (B x L, heads, d) buffer the q/k/v projections wrote (HF's (B, heads, L, d) tensors are
+    transposed views of it). Real tokens attend to their row's real tokens only, as with the mask;
+    padding attends to padding, where the mask let it attend to the real tokens: outputs that
+    nothing scored reads, and that no real token sees (keys at padded positions are in no real
+    segment). A full row's padding segment is empty, so the segment count is 2B + 1 for every
+    batch (one compiled graph with static_shapes). Needs masks that are a prefix of each row (the
+    objectives pad on the right, tests/pretrain/test_attention.py checks it); anything else, and
+    every other device or dtype, goes to `attention`."""
+    if (
+        attention_mask is None
+        or query.device.type not in _SEGMENT_DEVICES
+        or query.dtype not in _SEGMENT_DTYPES
+        or attention_mask.dtype != torch.bool
+        or attention_mask.shape[-2] != 1
+        or getattr(module, "is_causal", False)
+        or is_causal
+        or query.shape[-2] != key.shape[-2]
+    ):
+        return attention(module, query, key, value, attention_mask, dropout=dropout,
+                         scaling=scaling, is_causal=is_causal, **kwargs)  # fmt: skip
+    B, H, L, D = query.shape
+    flat = [t.transpose(1, 2).reshape(B * L, H, D) for t in (query, key, value)]  # views
+    edges = segment_edges(attention_mask[:, 0, 0, :])
+    out = torch.ops.aten._flash_attention_forward(
+        *flat, edges, edges, L, L, float(dropout), False, False, scale=scaling
+    )[0]
+    return out.view(B, L, H, D), None
+
+
+def segment_edges(keep: torch.Tensor) -> torch.Tensor:
+    """(B, L) prefix masks -> the 2B + 1 int32 segment boundaries 0, n_0, L, L + n_1, 2L, ...,
+    B x L, where n_b is row b's count of real tokens (computed on the device: no host sync)."""
+    B, L = keep.shape
+    starts = torch.arange(B, device=keep.device, dtype=torch.int32) * L
+    real_ends = starts + keep.sum(-1, dtype=torch.int32)
+    end = torch.full((1,), B * L, device=keep.device, dtype=torch.int32)
+    return torch.cat([torch.stack([starts, real_ends], dim=1).reshape(-1), end])
+
+
 def _slices(rows: int, length: int):
     step = max(1, min(rows, _SLICE_ELEMENTS // (length * length)))
     return [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
@@ -136,11 +189,14 @@ class DropoutAttention(torch.autograd.Function):
                 None)  # fmt: skip
 
 
-def register() -> str:
-    """Register the hooks with transformers (idempotent); returns the implementation name."""
+def register(segments: bool = False) -> str:
+    """Register the hooks with transformers (idempotent); returns the implementation name:
+    ATTENTION, or ATTENTION_SEGMENTS (padded batches as varlen segments on a GPU)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(ATTENTION, attention)
     AttentionMaskInterface.register(ATTENTION, key_padding_mask)
-    return ATTENTION
+    AttentionInterface.register(ATTENTION_SEGMENTS, segment_attention)
+    AttentionMaskInterface.register(ATTENTION_SEGMENTS, key_padding_mask)
+    return ATTENTION_SEGMENTS if segments else ATTENTION

@@ -17,6 +17,9 @@ TOKENIZER_KINDS = ("bpe", "sentencepiece", "pretrained")
 MODEL_PRESETS = ("roberta_base", "roberta_tiny")
 PRECISIONS = ("bf16", "bf16-master", "fp32")
 SUBSPACE_METHODS = ("did", "said")
+# How a padded batch's attention runs: SDPA with the padding mask, or, on a GPU, the padding as
+# FlashAttention-2 varlen segments (pretrain/attention.py, segment_attention).
+PADDED_ATTENTION = ("mask", "segments")
 # torch.compile's modes; "max-autotune-no-cudagraphs" autotunes the GEMMs (minutes of compile).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -182,6 +185,11 @@ class PretrainConfig:
     # CUDA a Triton kernel): the same dropout with cheaper random numbers than the ones inductor
     # draws per element inside its fused kernels. Another draw than torch's dropout, not the same.
     dropout_bitmask: bool = False
+    # mask | segments: a padded batch's attention (most batches: packed blocks are rarely all
+    # full) with SDPA and the padding mask, which rules out SDPA's fastest GPU kernels, or as
+    # FlashAttention-2 variable-length segments over the same buffers, no mask and no copy
+    # (bf16 on a GPU; elsewhere the mask). Unpadded batches have no mask either way.
+    padded_attention: str = "mask"
     tensorboard: bool = True
     # The GPU's dense bf16 peak in TFLOP/s, for the MFU in the logs; 0 takes it from the GPU's
     # name (pretrain/flops.py: H100, H200, A100, ...), and no MFU is shown on a CPU or unknown GPU.
@@ -204,6 +212,11 @@ class PretrainConfig:
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}"
+            )
+        if self.padded_attention not in PADDED_ATTENTION:
+            raise UserError(
+                f"unknown padded_attention {self.padded_attention!r}; choose one of: "
+                f"{', '.join(PADDED_ATTENTION)}"
             )
         if self.precision == "bf16-master" and self.subspace.d > 0:
             raise UserError(

@@ -11,7 +11,7 @@ from torch import nn
 
 from intdim.errors import UserError
 from pretrain import attention
-from pretrain.config import ModelConfig
+from pretrain.config import PADDED_ATTENTION, ModelConfig
 
 PRESETS = {
     # Liu et al. 2019, RoBERTa-base.
@@ -111,12 +111,18 @@ class MaskedLM(nn.Module):
     `compile_loss`); the maths is the same. This is the module that DDP, the subspace wrapper and
     torch.compile wrap; `hf` is the plain transformers model that is saved. Building it switches
     the model's attention to `pretrain.attention` (same maths; faster CPU training with dropout
-    and padding); the switch is not saved, checkpoints load with transformers' default attention."""
+    and padding; `padded_attention="segments"`: a padded batch's attention on a GPU as varlen
+    segments, `attention.segment_attention`); the switch is not saved, checkpoints load with
+    transformers' default attention."""
 
-    def __init__(self, hf_model: nn.Module) -> None:
+    def __init__(self, hf_model: nn.Module, padded_attention: str = "mask") -> None:
         super().__init__()
         self.hf = hf_model
-        hf_model.config._attn_implementation = attention.register()
+        if padded_attention not in PADDED_ATTENTION:
+            raise UserError(f"unknown padded_attention {padded_attention!r}; choose one of: "
+                            f"{', '.join(PADDED_ATTENTION)}")  # fmt: skip
+        segments = padded_attention == "segments"
+        hf_model.config._attn_implementation = attention.register(segments=segments)
 
     def forward(self, input_ids, attention_mask, positions, targets=None):
         hidden = self.hf.roberta(input_ids, attention_mask=attention_mask).last_hidden_state

@@ -171,7 +171,7 @@ def setup(cfg: PretrainConfig) -> Run:
     resume = ckpt.latest_resumable(run_dir)
     if resume is not None and cfg.subspace.d == 0:
         ckpt.load_weights(hf_model, resume)
-    module: torch.nn.Module = MaskedLM(hf_model)
+    module: torch.nn.Module = MaskedLM(hf_model, padded_attention=cfg.padded_attention)
     if cfg.subspace.d > 0:
         module = _wrap_subspace(module, cfg)
         if resume is not None:
