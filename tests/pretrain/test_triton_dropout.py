@@ -70,3 +70,21 @@ def test_kernel_keeps_with_the_threshold_probability(interpreted):
     assert abs(keep.mean().item() - q) < 5 * sigma
     other = interpreted.keep_bits(torch.tensor([12346], dtype=torch.int64), nbytes, threshold)
     assert (bits != other).float().mean() > 0.1  # another seed, another draw
+
+
+def test_kernel_compiles_for_a_hopper_gpu():
+    """Triton compiles the kernel down to a cubin for sm_90 (H100/H200) without a GPU: the
+    interpreter above checks its arithmetic, this its types and lowering for the real target."""
+    pytest.importorskip("triton")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    source = ASTSource(
+        fn=triton_dropout._keep_bits_kernel,
+        signature={"seed_ptr": "*i64", "out_ptr": "*u8", "nbytes": "i32", "threshold": "i32",
+                   "BLOCK": "constexpr"},
+        constexprs={"BLOCK": triton_dropout.BLOCK},
+    )  # fmt: skip
+    kernel = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    assert kernel.asm["cubin"] and "mul.hi.u32" in kernel.asm["ptx"]  # Philox's multiplies
