@@ -120,11 +120,20 @@ def segment_attention(module, query, key, value, attention_mask, dropout=0.0, sc
                          scaling=scaling, is_causal=is_causal, **kwargs)  # fmt: skip
     B, H, L, D = query.shape
     flat = [t.transpose(1, 2).reshape(B * L, H, D) for t in (query, key, value)]  # views
-    edges = segment_edges(attention_mask[:, 0, 0, :])
+    keep = attention_mask[:, 0, 0, :]
+    # Checked on the device, so nothing waits for it: a failure stops the run at its next sync.
+    torch._assert_async((keep[:, 1:] <= keep[:, :-1]).all(), _NOT_RIGHT_PADDED)
+    edges = segment_edges(keep)
     out = torch.ops.aten._flash_attention_forward(
         *flat, edges, edges, L, L, float(dropout), False, False, scale=scaling
     )[0]
     return out.view(B, L, H, D), None
+
+
+_NOT_RIGHT_PADDED = (
+    "padded_attention=segments needs right-padded batches (each row's real tokens first); "
+    "use padded_attention=mask"
+)
 
 
 def segment_edges(keep: torch.Tensor) -> torch.Tensor:

@@ -228,3 +228,12 @@ def test_unknown_padded_attention_is_refused():
         PretrainConfig(padded_attention="flash")
     with pytest.raises(UserError, match="unknown padded_attention"):
         MaskedLM(_tiny_roberta(0.0), padded_attention="flash")
+
+
+def test_segments_refuse_a_batch_that_is_not_right_padded(emulated_segments):
+    hf = _tiny_roberta(attention_dropout=0.0)
+    model = MaskedLM(hf, padded_attention="segments").train()
+    left = _padding().flip(-1)  # padding first: segments would take it for tokens
+    ids = torch.randint(4, 60, (B, L), generator=torch.Generator().manual_seed(3))
+    with pytest.raises(RuntimeError, match="needs right-padded batches"):
+        model(ids, left.long(), torch.arange(0, B * L, 5))
