@@ -51,11 +51,12 @@ for section in $SECTIONS; do
     # inductor's tuning of its own kernels (cdt), the paper config's shape per GPU on 8 GPUs (b64,
     # 2 micro-batches, padding mask kept), b256, the padding mask with cuDNN's attention tried
     # first, the mask's batches as varlen segments (segments), and what dropout costs at all
-    # (nodrop). --probe first: each SDPA backend alone on the
-    # model's attention with and without the mask, and a padded batch as FlashAttention-2 varlen
-    # segments (no mask, no copy), checked against the mask: what the trainer's padded batches
-    # (5% of the step at b64 in session 6) could use.
-    mfu) step mfu 420 python3 benchmarks/bench_pretrain_mfu.py --budget-s 390 --profile --probe --variants \
+    # (nodrop). --probe first: each SDPA backend alone on the model's attention with and without
+    # the mask, and a padded batch as FlashAttention-2 varlen segments (no mask, no copy), checked
+    # against the mask: what the trainer's padded batches (5% of the step at b64 in session 6)
+    # could use. With `trainer` first the whole call is ~9.5 minutes: keep it under the device
+    # tool's 10-minute limit for one command.
+    mfu) step mfu 400 python3 benchmarks/bench_pretrain_mfu.py --budget-s 370 --profile --probe --variants \
         compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+lossc+b128+master+vpad+bits+cudnn,compile+lossc+b128+master+vpad+bits+segments,compile+nomask+lossc+b128+master+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
@@ -71,7 +72,7 @@ for section in $SECTIONS; do
     # GPU image lacks: carry .whl, made here with
     # `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
     trainer)
-        step trainer_bench 100 python3 benchmarks/bench_pretrain_mfu.py --vocab 397 --variants \
+        step trainer_bench 130 python3 benchmarks/bench_pretrain_mfu.py --vocab 397 --variants \
             compile+lossc+b128+master+vpad,compile+lossc+b128+master+vpad+bits+segments
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
         for options in paper session7; do
