@@ -259,14 +259,17 @@ def test_trainer_with_static_shapes_and_compiled_loss_matches_the_plain_trainer(
     monkeypatch.setattr(torch, "compile", compile_with_backend)
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)  # undone after
     fast = tmp_path / "fast"
-    main(tiny_config(fast, corpus, cache_dir, compile=True, compile_fullgraph=True,
-                     compile_loss=True, static_shapes=True, compile_tune_kernels=True,
-                     **common))  # fmt: skip
+    # inductor's own patch() restores the setting after; monkeypatch would delete it from
+    # inductor's config module on undo (torch 2.13), breaking every later compile in the process.
+    with inductor_config.patch(coordinate_descent_tuning=False):
+        main(tiny_config(fast, corpus, cache_dir, compile=True, compile_fullgraph=True,
+                         compile_loss=True, static_shapes=True, compile_tune_kernels=True,
+                         **common))  # fmt: skip
+        assert inductor_config.coordinate_descent_tuning  # for inductor, when it compiles
     torch._dynamo.reset()
     assert calls == [dict(mode=None, fullgraph=True, dynamic=False)]
-    assert inductor_config.coordinate_descent_tuning  # for inductor, when it compiles
+    assert not inductor_config.coordinate_descent_tuning
     a, b = train_losses(plain), train_losses(fast)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     assert all(abs(a[u] - b[u]) < 1e-5 * max(1.0, abs(a[u])) for u in a), (a, b)

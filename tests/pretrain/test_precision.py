@@ -67,7 +67,22 @@ def test_gradients_are_summed_in_fp32_across_micro_batches():
     assert torch.equal(master.params[i].grad, torch.full((6,), 1.0 + 2.0**-10))
 
 
-def test_full_and_partial_micro_batches_accumulate_the_exact_fp32_sum():
+@pytest.fixture(params=["eager", "compiled"])
+def flat_passes(request, monkeypatch):
+    """Both ways the flat-buffer passes run: eager (CPU) and compiled (as on a GPU)."""
+    from pretrain import precision
+
+    if request.param == "compiled":
+        monkeypatch.setattr(precision, "COMPILED_FLAT_DEVICES", ("cuda", "cpu"))
+        monkeypatch.setattr(precision, "_compiled", {})
+        torch._dynamo.reset()
+    yield request.param
+    if request.param == "compiled":
+        assert precision._compiled  # a compiled pass ran
+        torch._dynamo.reset()
+
+
+def test_full_and_partial_micro_batches_accumulate_the_exact_fp32_sum(flat_passes):
     """A micro-batch that gives every parameter a gradient goes through the one-kernel path (a
     bf16 staging buffer added at once), one that leaves some out through per-tensor adds; both
     must give each gradient's exact fp32 sum and leave the alignment gaps at zero."""
@@ -98,7 +113,9 @@ def test_full_and_partial_micro_batches_accumulate_the_exact_fp32_sum():
     assert master._staging is not None  # the one-kernel path ran (for the first two)
 
 
-def test_a_step_updates_the_masters_rounds_them_into_the_model_and_clears_the_gradients():
+def test_a_step_updates_the_masters_rounds_them_into_the_model_and_clears_the_gradients(
+    flat_passes,
+):
     model, before = _fresh()
     master = MasterWeights(model)
     opt = torch.optim.AdamW(master.params, lr=1e-3, weight_decay=0.1)
