@@ -29,6 +29,7 @@ model holds stay the same (tied weights stay tied); only their storage moves.
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from torch import nn
@@ -46,6 +47,8 @@ ALIGN = 128
 # CPU keeps eager (the tests widen this to check the compiled path is exact).
 COMPILED_FLAT_DEVICES = ("cuda",)
 _compiled: dict = {}
+_eager_only: set = set()  # passes whose compile failed here: eager gives the same numbers
+log = logging.getLogger(__name__)
 
 
 def _add_into(acc: torch.Tensor, x: torch.Tensor) -> None:
@@ -57,11 +60,19 @@ def _copy_into(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 
 def _flat_pass(fn, dst: torch.Tensor, src: torch.Tensor) -> None:
-    """fn(dst, src), compiled once per function where COMPILED_FLAT_DEVICES says."""
-    if dst.device.type in COMPILED_FLAT_DEVICES:
-        if fn not in _compiled:
-            _compiled[fn] = torch.compile(fn, dynamic=False, fullgraph=True)
-        fn = _compiled[fn]
+    """fn(dst, src), compiled once per function where COMPILED_FLAT_DEVICES says. A machine
+    where compiling fails (no C compiler for Triton's launcher, say) runs it eagerly: the same
+    numbers, slower."""
+    if dst.device.type in COMPILED_FLAT_DEVICES and fn not in _eager_only:
+        try:
+            if fn not in _compiled:
+                _compiled[fn] = torch.compile(fn, dynamic=False, fullgraph=True)
+            _compiled[fn](dst, src)
+            return
+        except Exception as e:  # noqa: BLE001  compiling failed before anything was written
+            _eager_only.add(fn)
+            log.warning("bf16-master: compiling %s failed (%s: %s); it runs eagerly",
+                        fn.__name__, type(e).__name__, str(e).splitlines()[0][:200])  # fmt: skip
     fn(dst, src)
 
 

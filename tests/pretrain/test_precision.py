@@ -166,3 +166,30 @@ def test_bf16_master_with_a_subspace_is_refused_at_start_up():
     with pytest.raises(UserError, match="bf16-master trains the full model") as err:
         load_config(PretrainConfig, None, ["precision=bf16-master", "subspace.d=100"])
     assert "\n" not in str(err.value)
+
+
+def test_a_flat_pass_that_fails_to_compile_runs_eagerly_with_a_warning(monkeypatch, caplog):
+    from pretrain import precision
+
+    monkeypatch.setattr(precision, "COMPILED_FLAT_DEVICES", ("cpu",))
+    monkeypatch.setattr(precision, "_compiled", {})
+    monkeypatch.setattr(precision, "_eager_only", set())
+
+    def no_compiler(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("Failed to find C compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    acc = torch.zeros(300)
+    x = torch.randn(300).bfloat16()
+    with caplog.at_level("WARNING", logger="pretrain.precision"):
+        precision._flat_pass(precision._add_into, acc, x)
+        precision._flat_pass(precision._add_into, acc, x)
+    assert torch.equal(acc, 2 * x.float())
+    assert precision._add_into in precision._eager_only
+    assert [r.getMessage() for r in caplog.records].count(
+        "bf16-master: compiling _add_into failed (RuntimeError: Failed to find C compiler); "
+        "it runs eagerly"
+    ) == 1
