@@ -19,6 +19,24 @@ from pretrain.demo_corpus import write_demo_corpus
 REPO = Path(__file__).resolve().parents[2]
 
 
+def tiny_roberta_mlm(
+    dropout: float = 0.0, attention_dropout: float = 0.0, layers: int = 2, max_len: int = 40
+):
+    """A small transformers RobertaForMaskedLM (60 ids, pad 1; 32 wide, 4 heads, FFN 64; SDPA
+    attention) for blocks of up to `max_len` tokens, its init drawn from seed 0."""
+    import torch
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    config = RobertaConfig(
+        vocab_size=60, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+        intermediate_size=64, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=attention_dropout, max_position_embeddings=max_len + 2,
+        type_vocab_size=1, pad_token_id=1, attn_implementation="sdpa",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return RobertaForMaskedLM(config)
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     return write_demo_corpus(tmp_path_factory.mktemp("corpus") / "demo.txt", n_documents=160)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from pretrain import attention
 from pretrain.attention import DropoutAttention
 from pretrain.model import MaskedLM
+from tests.pretrain.conftest import tiny_roberta_mlm
 
 B, H, L, D = 3, 4, 24, 8
 
@@ -89,16 +90,7 @@ def test_dropout_keeps_nine_in_ten_scaled_and_follows_the_seed(small_slices):
 
 
 def _tiny_roberta(attention_dropout: float):
-    from transformers import RobertaConfig, RobertaForMaskedLM
-
-    config = RobertaConfig(
-        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=attention_dropout, max_position_embeddings=L + 2,
-        type_vocab_size=1, pad_token_id=1, attn_implementation="sdpa",
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return RobertaForMaskedLM(config)
+    return tiny_roberta_mlm(0.0, attention_dropout, max_len=L)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

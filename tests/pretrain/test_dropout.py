@@ -19,7 +19,7 @@ from pretrain.dropout import (
     use_bitmask_dropout,
 )
 from pretrain.train import main
-from tests.pretrain.conftest import tiny_config, train_losses
+from tests.pretrain.conftest import tiny_config, tiny_roberta_mlm, train_losses
 
 
 def test_threshold_rounds_p_to_sixteen_bits():
@@ -88,16 +88,7 @@ def test_eval_and_p_zero_are_the_identity():
 
 
 def _tiny_roberta(dropout=0.1, attention_dropout=0.2):
-    from transformers import RobertaConfig, RobertaForMaskedLM
-
-    config = RobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=3,
-                           num_attention_heads=4, intermediate_size=64,
-                           hidden_dropout_prob=dropout,
-                           attention_probs_dropout_prob=attention_dropout,
-                           max_position_embeddings=42, type_vocab_size=1, pad_token_id=1,
-                           attn_implementation="sdpa")  # fmt: skip
-    torch.manual_seed(0)
-    return RobertaForMaskedLM(config)
+    return tiny_roberta_mlm(dropout, attention_dropout, layers=3, max_len=40)
 
 
 def test_swap_takes_the_hidden_dropouts_and_leaves_attention_and_weights_alone():

@@ -14,23 +14,15 @@ from pretrain.model import IGNORE_INDEX, MaskedLM, summed_cross_entropy
 from pretrain.objectives import build_objective
 from pretrain.objectives.base import Vocab
 from pretrain.train import main
-from tests.pretrain.conftest import tiny_config, train_losses
+from tests.pretrain.conftest import tiny_config, tiny_roberta_mlm, train_losses
 
 VOCAB = Vocab(size=60, pad=1, mask=59, special_ids=[0, 1, 2, 3, 59])
 L = 40
 
 
 def _tiny(dropout: float = 0.0) -> MaskedLM:
-    from transformers import RobertaConfig, RobertaForMaskedLM
-
-    config = RobertaConfig(
-        vocab_size=VOCAB.size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-        max_position_embeddings=L + 2, type_vocab_size=1, pad_token_id=1,
-        attn_implementation="sdpa",
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return MaskedLM(RobertaForMaskedLM(config)).train()
+    assert VOCAB.size == 60  # tiny_roberta_mlm's
+    return MaskedLM(tiny_roberta_mlm(dropout, dropout, max_len=L)).train()
 
 
 def _blocks(lengths, seed=0):
