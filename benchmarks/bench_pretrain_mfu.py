@@ -82,6 +82,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine, sync  # noqa: E402
+from pretrain import attention  # noqa: E402
 from pretrain.config import ModelConfig  # noqa: E402
 from pretrain.dropout import use_bitmask_dropout  # noqa: E402
 from pretrain.flops import FlopCount  # noqa: E402
@@ -369,6 +370,10 @@ def probe_segments(a, heads: int, d: int) -> None:
         out = torch.ops.aten._flash_attention_forward(*flat, edges, edges, S, S, p, False, False)
         return out[0].view(B, S, heads, d)
 
+    def trainers(p):  # the trainer's own padded_attention=segments path: 2B + 1 boundaries
+        t = [x.transpose(1, 2) for x in (q, k, v)]
+        return attention.segment_attention(None, *t, keep[:, None, None, :], dropout=p)[0]
+
     def grads(f):
         for x in (q, k, v):
             x.grad = None
@@ -380,17 +385,17 @@ def probe_segments(a, heads: int, d: int) -> None:
     padded = B - sum(n == S for n in lengths)
     ms = _time_ms(lambda: grads(lambda: masked(0.1)))
     print(f"  padded batch ({padded} of {B} rows padded), fwd + bwd: SDPA, mask {ms:.2f} ms")
-    for empty in (False, True):
-        edges = []
-        for b, n in enumerate(lengths):
-            edges += [b * S, b * S + n] if (n < S or empty) else [b * S]
-        edges = torch.tensor(edges + [B * S], dtype=torch.int32, device=dev)
-        label = "varlen segments" + (" (fixed count, empty ones)" if empty else "")
+    edges = [0]  # full rows as one segment: no empty ones, a count that varies
+    for b, n in enumerate(lengths):
+        edges += [b * S + n, (b + 1) * S] if n < S else [(b + 1) * S]
+    edges = torch.tensor(edges, dtype=torch.int32, device=dev)
+    for label, f in (("varlen segments", lambda p: varlen(p, edges)),
+                     ("the trainer's segments (fixed count, empty ones)", trainers)):  # fmt: skip
         try:
-            out, g = grads(lambda edges=edges: varlen(0.0, edges))
+            out, g = grads(lambda f=f: f(0.0))
             diffs = [(x - y).abs().max().item() for x, y in zip(g, ref_grads, strict=True)]
             err = max((out - ref_out)[keep].abs().max().item(), *diffs)
-            ms = _time_ms(lambda edges=edges: grads(lambda: varlen(0.1, edges)))
+            ms = _time_ms(lambda f=f: grads(lambda: f(0.1)))
             print(f"    {label}: {ms:.2f} ms, largest difference from the mask {err:.1e}")
         except Exception as e:  # noqa: BLE001
             print(f"    {label}: unsupported ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
@@ -421,13 +426,7 @@ def probe(cpu_model, a) -> None:
                         )
                         out.sum().backward()
 
-                    f()
-                    torch.cuda.synchronize()
-                    t = time.perf_counter()
-                    for _ in range(10):
-                        f()
-                    torch.cuda.synchronize()
-                row.append(f"{label} {(time.perf_counter() - t) / 10 * 1e3:.2f}")
+                    row.append(f"{label} {_time_ms(f):.2f}")
             except Exception as e:  # noqa: BLE001  a backend that refuses these inputs
                 row.append(f"{label} unsupported ({str(e).splitlines()[0][:60]})")
         print(f"  {backend:20s} " + "; ".join(row))
