@@ -21,9 +21,8 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton: NOT importable (torch path only)"
 
 # The limits only guard against a hang (e.g. a kernel that never finishes compiling); most
-# important first. mfu takes ~7 minutes, trainer ~3, the others 1-2 each. Next for the pretrain
-# MFU goal, one call of ~9.5 minutes: `bash benchmarks/gpu_run.sh trainer mfu` (carry .whl: see
-# the trainer section).
+# important first. mfu takes ~6 minutes, trainer ~4, the others 1-2 each (trainer needs .whl
+# carried: see its section).
 for section in $SECTIONS; do
     case $section in
     checks) step checks 120 python3 benchmarks/gpu_checks.py ;;
@@ -44,50 +43,43 @@ for section in $SECTIONS; do
     # measures them in this order, skips any that would end past --budget-s (compile time counts;
     # each prints its own line as it finishes). No omegaconf needed. --profile: each variant's
     # kernels by kind after its timed steps (a few seconds each).
-    # Session 6 (H200): 37.4% at best (b128, bf16-master, no mask). Session 7 (no GPU) added the
-    # padded vocabulary (vpad: the LM head's rows aligned for the tensor cores) and hidden dropout
-    # with bit masks drawn outside inductor's kernels (bits: those kernels were bound by their
-    # per-element Philox, not by memory); the reference comes first, on the same card. Then
-    # inductor's tuning of its own kernels (cdt), the paper config's shape per GPU on 8 GPUs (b64,
-    # 2 micro-batches, padding mask kept), b256, the padding mask with cuDNN's attention tried
-    # first, the mask's batches as varlen segments (segments), and what dropout costs at all
-    # (nodrop). --probe first: each SDPA backend alone on the model's attention with and without
-    # the mask, and a padded batch as FlashAttention-2 varlen segments (no mask, no copy), checked
-    # against the mask: what the trainer's padded batches (5% of the step at b64 in session 6)
-    # could use. With `trainer` first the whole call is ~9.5 minutes: keep it under the device
-    # tool's 10-minute limit for one command.
+    # Session 8 (H200): 39.3% at micro-batch 128 (bf16-master, padded vocabulary, bit-mask
+    # dropout, no mask), 40.2% at 256 with 2 micro-batches per update (the goal, met); cdt gave
+    # 0.4 ms for a 220 s compile and is left out. Still unmeasured, in this order: the paper
+    # config's shape per GPU on 8 GPUs (b64, 2 micro-batches, padding mask kept), the padding mask
+    # with cuDNN's attention tried first against the mask as varlen segments (the probe timed
+    # cuDNN with a mask at 0.77 against 0.63 ms without, per layer at b32), and what dropout costs
+    # at all (nodrop). --probe first: each SDPA backend alone on the model's attention with and
+    # without the mask, and a padded batch as FlashAttention-2 varlen segments, checked against
+    # the mask. About 6 minutes.
     mfu) step mfu 400 python3 benchmarks/bench_pretrain_mfu.py --budget-s 370 --profile --probe --variants \
-        compile+nomask+lossc+b128+master,compile+nomask+lossc+b128+master+vpad,compile+nomask+lossc+b128+master+bits,compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b128+master+vpad+bits+cdt,compile+lossc+b64+master+vpad+bits+acc2,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+lossc+b128+master+vpad+bits+cudnn,compile+lossc+b128+master+vpad+bits+segments,compile+nomask+lossc+b128+master+nodrop ;;
+        compile+nomask+lossc+b128+master+vpad+bits,compile+nomask+lossc+b256+master+vpad+bits+acc2,compile+lossc+b64+master+vpad+bits+acc2,compile+lossc+b128+master+vpad+bits+cudnn,compile+lossc+b128+master+vpad+bits+segments,compile+nomask+lossc+b128+master+vpad+nodrop ;;
     # Where the best variant's GPU time goes (kernels by kind, then the top 25).
     mfuprof) step mfu_profile 150 python3 benchmarks/bench_pretrain_mfu.py --profile --variants \
-        compile+nomask+lossc+b128+master ;;
-    # The trainer itself (intdim pretrain, the paper config: bf16-master, vocabulary padded to a
-    # multiple of 128) on a generated corpus: RoBERTa-base at micro-batch 128, compiled with the
-    # loss and static shapes, as the paper config is, then with session 7's two options
-    # (dropout_bitmask=true padded_attention=segments: most of these batches are padded); tokens/s
-    # and MFU per 10 updates, then the saved weights' dtype. Session 6 (H200, before the update
-    # loop stopped waiting for the GPU): 526,600 tokens/s, 0.81x the bench's model TFLOP/s. The
-    # bench's step with the padding mask kept (as the generated corpus's batches) and the
-    # trainer's vocabulary here (397) is the side-by-side reference. Needs omegaconf, which the
-    # GPU image lacks: carry .whl, made here with
+        compile+nomask+lossc+b256+master+vpad+bits+acc2 ;;
+    # The trainer itself (intdim pretrain, the paper config: bf16-master, padded vocabulary,
+    # bit-mask dropout, padded batches' attention as segments) on a generated corpus: RoBERTa-base
+    # compiled with the loss and static shapes, as the paper config is, at micro-batch 128 with one
+    # micro-batch per update, then at 256 with two (the bench's fastest step, 40.2% in session 8);
+    # tokens/s and MFU per 10 updates, then the saved weights' dtype. Session 8 (H200): 630,200
+    # tokens/s at 128, 0.96x the bench's step at the same vocabulary (397) with the mask kept,
+    # which runs beside it. Needs omegaconf, which the GPU image lacks: carry .whl, made here with
     # `pip download --no-deps -d .whl omegaconf==2.4.0` (it needs only PyYAML, there).
     trainer)
         step trainer_bench 130 python3 benchmarks/bench_pretrain_mfu.py --vocab 397 --variants \
-            compile+lossc+b128+master+vpad,compile+lossc+b128+master+vpad+bits+segments
+            compile+lossc+b128+master+vpad+bits+segments,compile+lossc+b256+master+vpad+bits+segments+acc2
         python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-        for options in paper session7; do
-            extra=()
-            [ "$options" = session7 ] && extra=(dropout_bitmask=true padded_attention=segments)
-            PYTHONPATH=/tmp/site:. step "trainer_$options" 100 python3 -m intdim.cli pretrain \
+        for micro in 128 256; do
+            PYTHONPATH=/tmp/site:. step "trainer_b$micro" 120 python3 -m intdim.cli pretrain \
                 configs/pretrain/roberta_base_paper.yaml data.corpus=demo data.demo_documents=16000 \
-                data.cache_dir=/tmp/cache run_dir=/tmp/run_$options max_updates=50 \
+                data.cache_dir=/tmp/cache run_dir=/tmp/run_b$micro max_updates=50 \
                 save_interval_updates=50 save_initial_checkpoint=false log_interval=10 \
-                optim.batch_size=128 optim.global_batch_size=128 optim.warmup_updates=10 \
-                "${extra[@]}"
+                optim.batch_size=$micro optim.global_batch_size=$((micro * (micro / 128))) \
+                optim.warmup_updates=10
             python3 -c "import json,struct,sys,glob; f=open(glob.glob(sys.argv[1])[0],'rb'); \
 n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); h.pop('__metadata__',None); \
 print('saved weights:', sorted({v['dtype'] for v in h.values()}), len(h), 'tensors')" \
-                "/tmp/run_$options/checkpoints/checkpoint_50/*.safetensors"
+                "/tmp/run_b$micro/checkpoints/checkpoint_50/*.safetensors"
         done
         ;;
     *) echo "unknown section $section (checks said mfu mfuprof said512 fastfood mnist trainer)"; exit 2 ;;

@@ -29,6 +29,7 @@ def test_paper_config_is_the_papers_run_with_the_fastest_measured_step():
     assert cfg.model.pad_vocab_to_multiple_of == 128  # 50,265 -> 50,304 rows
     assert (cfg.precision, cfg.compile, cfg.compile_loss, cfg.static_shapes) == (
         "bf16-master", True, True, True)  # fmt: skip
+    assert (cfg.dropout_bitmask, cfg.padded_attention) == (True, "segments")  # session 8, H200
     # The global batch stays 1024 however many GPUs run it, through accumulation.
     assert {w: _update_freq(cfg, w) for w in (1, 2, 8, 16)} == {1: 16, 2: 8, 8: 2, 16: 1}
     with pytest.raises(UserError, match="not a multiple of batch_size x world"):
