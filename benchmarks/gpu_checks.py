@@ -126,14 +126,17 @@ def triton_checks(model_cfg, batch) -> None:
         return
     gen = torch.Generator().manual_seed(0)
     small_model = projection.SMALL_MODEL
+    min_block = projection.FastfoodProjection.MIN_BLOCK
     for LL, index_dtype, rows, modes in TRITON_CASES:
         projection.SMALL_MODEL = 0 if index_dtype == torch.int16 else 1 << 40
+        projection.FastfoodProjection.MIN_BLOCK = 1  # blocks below 1024: what tiny models get
         try:
             D = rows * LL - LL // 3  # a truncated last block
             p_cpu = build_projection("fastfood", D, LL // 2 + 1, seed=LL)
             p_gpu = build_projection("fastfood", D, LL // 2 + 1, seed=LL).to(DEV)
         finally:
             projection.SMALL_MODEL = small_model
+            projection.FastfoodProjection.MIN_BLOCK = min_block
         assert p_cpu.block == LL and p_cpu.perm.dtype == index_dtype, (LL, p_cpu.perm.dtype)
         assert p_gpu._use_triton(torch.device(DEV))
         for mode in modes:
@@ -141,6 +144,35 @@ def triton_checks(model_cfg, batch) -> None:
                 name = f"triton LL={LL} {str(index_dtype)[6:]} rows={rows} dot={mode}"
                 kernel_checks(p_cpu, p_gpu, name, gen)
     chunk_and_model_checks(model_cfg, batch)
+    conditioning_checks()
+
+
+def singular_range(p) -> tuple[float, float]:
+    """Extreme singular values of P from P^T P, one column at a time (P e_j, then autograd)."""
+    gram = torch.empty(p.d, p.d, dtype=torch.float64)
+    for j in range(p.d):
+        x = torch.zeros(p.d, device=p._device())
+        x[j] = 1.0
+        x.requires_grad_()
+        y = p(x)
+        (y * y.detach()).sum().backward()
+        gram[:, j] = x.grad.double().cpu()
+    ev = torch.linalg.eigvalsh((gram + gram.T) / 2).clamp_min(0).sqrt()
+    return float(ev.min()), float(ev.max())
+
+
+def conditioning_checks() -> None:
+    """Li et al.'s MNIST shape (D = 199,210, d = 750): the Fastfood P computed by the Triton
+    kernels and by the CUDA torch path is as well conditioned as a dense Gaussian P."""
+    D, d = 199_210, 750
+    dense = singular_range(build_projection("dense", D, d, seed=3).to(DEV))
+    for value in ("1", "0"):
+        with env(INTDIM_TRITON=value):
+            lo, hi = singular_range(build_projection("fastfood", D, d, seed=3).to(DEV))
+        path = "triton" if value == "1" else "torch path"
+        ok = dense[0] <= lo and hi <= dense[1]
+        detail = f"{lo:.4f} .. {hi:.4f} (dense {dense[0]:.4f} .. {dense[1]:.4f})"
+        check(f"fastfood singular values within a dense P's, cuda {path}", ok, detail)
 
 
 def reduced(p, g, weight=None, prep=None):

@@ -12,7 +12,7 @@ from intdim.projection import PROJECTIONS, build_projection
 from intdim.subspace import SubspaceConfig, SubspaceModel, layer_of, wrap
 from intdim.task_file import load_task, save_task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: Fastfood construction fastfood/2 (orthonormal columns)
 
 __all__ = [
     "PROJECTIONS",

@@ -1,8 +1,10 @@
 """Random linear projections P: R^d -> R^D, the `P` in theta = theta0 + P(theta_d).
 
 Every projection here has unit-norm columns (Li et al. 2018 normalise so; a column is the direction
-one coordinate of theta_d moves the model in) and exposes the same block-row interface, which
-`intdim.subspace` uses to materialise theta block by block without ever holding P:
+one coordinate of theta_d moves the model in) and singular values at least as close to 1 as a dense
+Gaussian P's of the same shape (unit norms alone do not make a good P: see Fastfood below). All
+expose the same block-row interface, which `intdim.subspace` uses to materialise theta block by
+block without ever holding P:
 
     prep = proj.prepare(x)                     # O(d) work shared by all blocks
     w    = proj.forward_rows(prep, b0, b1)     # rows of P x for blocks b0..b1, shape (b1-b0, block)
@@ -15,19 +17,45 @@ without recomputing P x. `proj(x)` is the plain differentiable P x (a flat vecto
 All random state comes from a `torch.Generator` on the CPU seeded from the config, never the
 global RNG, so the same seed rebuilds the same P on any machine and device.
 
-Fastfood (Le et al. 2013), as used here, stacks blocks of LL = 2^ceil(log2 d) rows:
+Fastfood (Le et al. 2013), as used here, stacks blocks of LL rows, LL = 2^ceil(log2 d) but at
+least MIN_BLOCK (or D rounded up to a power of two, when D is smaller than that):
 
-    (P x)_block i = s * H Pi_i G H B pad(x),     s = 1 / (||G|| sqrt(D))
+    (P x)_block i = s * H Pi_i G H B pad(x),     s = 1 / (||G|| sqrt(D)) = 1 / sqrt(LL D)
 
-H is the unnormalised Hadamard matrix, B a +-1 diagonal, G a Gaussian diagonal, Pi_i a permutation.
-B and G are drawn once and shared by the blocks; each block draws its own Pi_i. Sharing B means
-H B x is computed once (O(d log d)) instead of once per block, which halves the transforms over D.
-H Pi_i G = H (Pi_i G Pi_i^T) Pi_i, so block i is Le et al.'s H G_i Pi_i H B with G_i a permutation
-of the shared Gaussian values. Applying G before Pi turns the per-element work into one gather from
-a vector of LL floats (cache-resident). Every column of every block has squared norm LL ||G||^2
-exactly, so columns have unit norm exactly when LL divides D (and within the fluctuation of the
-truncated last block otherwise). State: Pi and its inverse, 2 bytes each per model parameter while
-LL <= 2^15 (d <= 32768) and D >= 2^24, 4 bytes each otherwise; plus 2 LL floats.
+H is the unnormalised Hadamard matrix (H^T H = LL I), B and G are +-1 diagonals, Pi_i a
+permutation. B and G are drawn once and shared by the blocks; each block draws its own Pi_i.
+
+Why G is +-1 and not Gaussian (Le et al.'s G), and why this is safe to share: what the d90 search
+depends on is the geometry of P's columns, P^T P. Block i's Gram matrix is
+s^2 LL (H B)^T G Pi_i^T Pi_i G (H B) = s^2 LL (H B)^T G^2 (H B). With |G| = 1 that is
+s^2 LL^2 I: every block is an exactly orthogonal matrix, so P has orthonormal columns (up to the
+truncated last block when LL does not divide D) whatever the sharing and the order of G and Pi_i.
+With Gaussian G the same sum is n_blocks (H B)^T G^2 (H B): P's singular values are |G_l|,
+half-normal (0.04 .. 2.6 at D = 199,210, d = 750), a direction with singular value 0.04 moves the
+model 25x slower than the average one, and Li et al.'s MNIST d90 doubled (1500 instead of 750).
+Even independent Gaussian G_i per block leave off-diagonal terms of variance 2/D, twice a dense
+Gaussian P's, so their spread is sqrt(2) x a dense P's; only |G| = 1 is inside it. What Gaussian G
+buys in Le et al. is rows distributed like a Gaussian matrix's (kernel approximation); here the
+columns matter, and H (G o (permuted +-1 vector)) already has Gaussian-like entries, because G's
+random signs make that vector uniformly random. tests/intdim/test_projection.py checks both
+properties on the materialised P against a dense Gaussian P of the same shape. Do not trade this
+for speed (docs/architecture.md).
+
+Why MIN_BLOCK: with blocks of LL = 2^ceil(log2 d) a small d gives a tiny H, and H of a short +-1
+vector is far from Gaussian (d = 1: LL = 1 makes P x a constant vector, the same direction for
+every seed). Entries of H over >= 1024 random signs are Gaussian to within a kurtosis of 0.002;
+a transform of 1024 costs log2(1024) = 10 butterfly stages per element against log2(LL) for
+smaller blocks, and small d is cheap anyway.
+
+Sharing B makes H B x one O(LL log LL) transform for all blocks, which halves the transforms over
+D. H Pi_i G = H (Pi_i G Pi_i^T) Pi_i, so block i is Le et al.'s H G_i Pi_i H B with G_i a
+permutation of the shared signs. Applying G before Pi turns the per-element work into one gather
+from a vector of LL floats (cache-resident). State: Pi and its inverse, 2 bytes each per model
+parameter while LL <= 2^15 (d <= 32768) and D >= 2^24, 4 bytes each otherwise; plus 2 LL floats.
+
+`CONSTRUCTION` names the random construction of each projection; a task file records it, and a
+theta_d tuned in one construction is refused by another (`intdim.task_file`). Change it whenever
+the same seed would build a different P.
 """
 
 from __future__ import annotations
@@ -58,6 +86,8 @@ def _generator(seed: int) -> torch.Generator:
 
 class Projection(nn.Module):
     """Base class; subclasses fill `block`, `n_blocks` and the four block-row methods."""
+
+    CONSTRUCTION = ""  # "<kind>/<version>": which P a seed builds (see the module docstring)
 
     def __init__(self, D: int, d: int, seed: int) -> None:
         super().__init__()
@@ -223,19 +253,29 @@ def _triton_kernels():
     return triton_fastfood
 
 
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(n)))
+
+
 @PROJECTIONS.register("fastfood")
 class FastfoodProjection(Projection):
+    # 2: +-1 G and blocks of at least MIN_BLOCK (orthonormal columns); 1 had Gaussian G and blocks
+    # of 2^ceil(log2 d), whose singular values spread 0.04 .. 2.6 (the module docstring).
+    CONSTRUCTION = "fastfood/2"
+    MIN_BLOCK = 1024
+
     def __init__(self, D: int, d: int, seed: int) -> None:
         super().__init__(D, d, seed)
-        LL = 1 << max(0, math.ceil(math.log2(d)))
+        LL = max(_pow2_at_least(d), min(self.MIN_BLOCK, _pow2_at_least(self.D)))
         self.block = LL
         self.n_blocks = -(-self.D // LL)
         gen = _generator(seed)
         sign = torch.randint(0, 2, (LL,), generator=gen, dtype=torch.int64) * 2 - 1
-        gauss = torch.randn(LL, generator=gen, dtype=torch.float64)
-        self.scale = 1.0 / (float(gauss.norm()) * math.sqrt(self.D))
+        gsign = torch.randint(0, 2, (LL,), generator=gen, dtype=torch.int64) * 2 - 1
+        # ||G|| = sqrt(LL): unit columns when LL divides D (the truncated last block otherwise).
+        self.scale = 1.0 / math.sqrt(LL * self.D)
         self.register_buffer("B", sign.float(), persistent=False)
-        self.register_buffer("G", gauss.float(), persistent=False)
+        self.register_buffer("G", gsign.float(), persistent=False)
         # int16 indices halve the state of big models; small models keep int32, which index_select
         # takes as is (int16 costs a conversion pass per use, and their state is small anyway).
         small = self.D < SMALL_MODEL
@@ -407,6 +447,8 @@ class _RowMatrixProjection(Projection):
 class DenseProjection(_RowMatrixProjection):
     """Li et al.'s dense Gaussian projection with unit-norm columns. O(D d) memory."""
 
+    CONSTRUCTION = "dense/1"
+
     def __init__(self, D: int, d: int, seed: int) -> None:
         super().__init__(D, d, seed)
         if D * d * 4 > DENSE_MAX_BYTES:
@@ -445,6 +487,8 @@ class SparseProjection(_RowMatrixProjection):
 
     Stored row-sorted (CSR-like): 16 bytes per nonzero, d sqrt(D) nonzeros.
     """
+
+    CONSTRUCTION = "sparse/1"
 
     def __init__(self, D: int, d: int, seed: int) -> None:
         super().__init__(D, d, seed)

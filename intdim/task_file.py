@@ -1,8 +1,14 @@
 """A tuned task as a few KB: theta_d (safetensors) + config + seed + a fingerprint of the base.
 
 The file is a safetensors file: its tensors are `theta_d` (and `head.<name>` when the head was
-trained directly); its string metadata holds the format tag, the SubspaceConfig as JSON, D, m and
-the fingerprint of the body weights the task was tuned on. Loading never runs code.
+trained directly); its string metadata holds the format tag, the SubspaceConfig as JSON, D, m,
+the projection's construction (`Projection.CONSTRUCTION`, e.g. "fastfood/2") and the fingerprint
+of the body weights the task was tuned on. Loading never runs code.
+
+theta_d means nothing without the P it was tuned through, so a file whose construction differs
+from the one this intdim builds for the same seed is refused, never loaded into another subspace.
+Format 1 did not record the construction: its dense and sparse projections are the ones built
+today, its Fastfood ("fastfood/1", Gaussian G) is not.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from torch import nn
 
 from intdim.errors import UserError
 from intdim.io import atomic_write_bytes
+from intdim.projection import PROJECTIONS
 from intdim.subspace import SubspaceConfig, SubspaceModel, wrap
 
-FORMAT = "intdim-task/1"
+FORMAT = "intdim-task/2"
+# What format 1 files were tuned through (format 1 did not record it).
+_FORMAT1_CONSTRUCTIONS = {"fastfood": "fastfood/1", "dense": "dense/1", "sparse": "sparse/1"}
 
 
 def save_task(sub: SubspaceModel, path: str | Path) -> None:
@@ -32,6 +41,7 @@ def save_task(sub: SubspaceModel, path: str | Path) -> None:
         "seed": str(sub.config.seed),
         "D": str(sub.D),
         "m": str(sub.m),
+        "projection": sub.projection.CONSTRUCTION,
         "fingerprint": sub.fingerprint(),
     }
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
@@ -48,9 +58,18 @@ def load_task(model: nn.Module, path: str | Path) -> SubspaceModel:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
     except Exception as e:  # safetensors raises its own error types
         raise UserError(f"{path} is not an intdim task file: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path} is not an intdim task file (format {meta.get('format')!r})")
+    fmt = meta.get("format")
+    if fmt not in (FORMAT, "intdim-task/1"):
+        raise UserError(f"{path} is not an intdim task file (format {fmt!r})")
     config = SubspaceConfig(**json.loads(meta["config"]))
+    saved = meta.get("projection") or _FORMAT1_CONSTRUCTIONS.get(config.projection, "")
+    built = PROJECTIONS.get(config.projection).CONSTRUCTION
+    if saved != built:
+        raise UserError(
+            f"task file {path} was tuned through the projection {saved!r}, and this intdim builds "
+            f"{built!r} from the same seed: its theta_d would land in a different subspace; "
+            "tune the task again with this intdim"
+        )
     sub = wrap(model, config)
     if str(sub.D) != meta["D"]:
         raise UserError(

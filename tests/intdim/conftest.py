@@ -26,3 +26,13 @@ def chunk_rows(request, monkeypatch):
     if request.param is not None:
         monkeypatch.setattr(Projection, "rows_per_chunk", lambda self: request.param)
     return request.param
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Fastfood blocks of 2^ceil(log2 d), without the 1024 floor: the block machinery's tests
+    (chunks, blocks straddling tensors and SAID layers, truncated last blocks, the kernels' small
+    block shapes) need many small blocks in models small enough to check against a dense P."""
+    from intdim.projection import FastfoodProjection
+
+    monkeypatch.setattr(FastfoodProjection, "MIN_BLOCK", 1)

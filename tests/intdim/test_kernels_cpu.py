@@ -158,6 +158,7 @@ def test_threaded_calls_work_in_a_forked_child():
 
 
 @needs_native
+@pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("method", ["did", "said"])
 def test_subspace_model_is_the_same_on_both_paths(method, batch):
     # d = 300 gives blocks of 512 that straddle tensors and SAID layers (its "mixed" rows).

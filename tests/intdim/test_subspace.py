@@ -90,7 +90,7 @@ def _groups(sub):
     return [sub.layers.index(k) for k in keys] if sub.m else [0] * len(keys)
 
 
-@pytest.mark.usefixtures("kernel_path")
+@pytest.mark.usefixtures("kernel_path", "small_blocks")
 @pytest.mark.parametrize("projection", ["fastfood", "dense", "sparse"])
 @pytest.mark.parametrize(
     "method,lambda_per", [("did", "layer"), ("said", "layer"), ("said", "tensor")]
@@ -106,7 +106,7 @@ def test_gradient_is_P_transpose_times_theta_gradient(projection, method, lambda
     assert_mse_gradient_matches_dense(sub, torch.randn(6, 20), torch.randn(6, 3))
 
 
-@pytest.mark.usefixtures("kernel_path")
+@pytest.mark.usefixtures("kernel_path", "small_blocks")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize(
     "method,lambda_per", [("did", "layer"), ("said", "layer"), ("said", "tensor")]
@@ -358,7 +358,7 @@ class WithUnused(Small):
         self.unused = nn.Parameter(torch.randn(50))  # the loss never depends on it
 
 
-@pytest.mark.usefixtures("kernel_path")
+@pytest.mark.usefixtures("kernel_path", "small_blocks")
 @pytest.mark.parametrize("method", ["did", "said"])
 def test_parameters_without_gradient_contribute_nothing(method, chunk_rows):
     torch.manual_seed(0)

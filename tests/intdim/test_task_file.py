@@ -68,3 +68,43 @@ def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
     sub.save_task(tmp_path / "t.task")
     sub.save_task(tmp_path / "t.task")  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.task"]
+
+
+def _rewrite_metadata(path, **changes):
+    """The same task file with some metadata changed (None: removed), as an older intdim wrote."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_a_task_tuned_through_the_old_fastfood_is_refused(tmp_path):
+    sub = tuned(tiny_roberta(), SubspaceConfig(d=20, method="said"))
+    path = tmp_path / "old.task"
+    sub.save_task(path)
+    # format 1 (before the projection was recorded): its Fastfood had Gaussian G
+    _rewrite_metadata(path, format="intdim-task/1", projection=None)
+    with pytest.raises(UserError, match="'fastfood/1'.*'fastfood/2'.*different subspace"):
+        load_task(tiny_roberta(), path)
+    # a file that names a construction this intdim does not build is refused the same way
+    _rewrite_metadata(path, format="intdim-task/2", projection="fastfood/3")
+    with pytest.raises(UserError, match="'fastfood/3'.*tune the task again"):
+        load_task(tiny_roberta(), path)
+
+
+def test_a_format_1_dense_task_still_loads(tmp_path, batch):
+    """Format 1's dense projection is the one built today: same seed, same P, same outputs."""
+    sub = tuned(tiny_roberta(), SubspaceConfig(d=20, method="did", projection="dense"))
+    expected = sub(**batch).logits
+    path = tmp_path / "dense.task"
+    sub.save_task(path)
+    _rewrite_metadata(path, format="intdim-task/1", projection=None)
+    assert torch.equal(load_task(tiny_roberta(), path)(**batch).logits, expected)
