@@ -4,6 +4,7 @@
         [--d 250 500 750 1000 1500] [--seeds 0 1] [--projections fastfood] [--epochs 100]
         [--direct] [--jobs 2]
     python benchmarks/reproduce_li_mnist.py --projections fastfood dense --epochs 10 --seeds 0
+    python benchmarks/reproduce_li_mnist.py --projections fastfood@76b0015 --d 750 1500  # before
 
 The reference measurement of the field: Li et al., "Measuring the Intrinsic Dimension of Objective
 Landscapes" (ICLR 2018), MNIST, fully connected 784-200-200-10 (199,210 parameters), DID
@@ -117,7 +118,14 @@ def train_one(job: dict) -> dict:
             from intdim import projection
 
             projection.DENSE_MAX_BYTES = 1 << 31
-        net = wrap(model, SubspaceConfig(d=d, method="did", projection=proj, seed=seed))
+        kind, _, rev = proj.partition("@")
+        if rev:  # "fastfood@REV": the construction of an older revision, side by side
+            from benchmarks.bench_construction import construction, load_old
+
+            with construction(load_old(rev)):
+                net = wrap(model, SubspaceConfig(d=d, method="did", projection=kind, seed=seed))
+        else:
+            net = wrap(model, SubspaceConfig(d=d, method="did", projection=kind, seed=seed))
         params = list(net.parameters())
 
         def weights_and_out(x):
@@ -151,7 +159,8 @@ def train_one(job: dict) -> dict:
 
 def run_path(out: Path, job: dict) -> Path:
     d = job["d"] if job["projection"] != "direct" else "all"
-    return out / "runs" / f"{job['projection']}-d{d}-seed{job['seed']}-e{job['epochs']}.json"
+    name = job["projection"].replace("@", "-at-")
+    return out / "runs" / f"{name}-d{d}-seed{job['seed']}-e{job['epochs']}.json"
 
 
 def d90(rows: dict[int, list[float]]) -> int | None:
@@ -211,7 +220,8 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for proj, marker in (("fastfood", "o"), ("dense", "s")):
+    for proj in dict.fromkeys(r["projection"] for r in results if r["projection"] != "direct"):
+        marker = "s" if proj == "dense" else "^" if "@" in proj else "o"
         rs = [r for r in results if r["projection"] == proj]
         if not rs:
             continue
@@ -242,9 +252,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    bad = [p for p in args.projections if p not in ("fastfood", "dense", "sparse")]
+    bad = [p for p in args.projections if p.split("@")[0] not in ("fastfood", "dense", "sparse")]
     if bad:
-        sys.exit(f"error: unknown projection {bad[0]!r}; choose fastfood, dense or sparse")
+        sys.exit(
+            f"error: unknown projection {bad[0]!r}; choose fastfood, dense, sparse, or "
+            "fastfood@REV (the Fastfood of an older git revision)"
+        )
     load_mnist(args.data)  # fail now, not in a worker
     common = {"data": str(args.data), "epochs": args.epochs, "batch": args.batch}
     jobs = [

@@ -480,6 +480,17 @@ class DenseProjection(_RowMatrixProjection):
             return out.view_as(res)
         return res
 
+    def transpose_reduce(self, g, b0, b1, acc, weight=None, prep=None, dots=None):
+        # Straight from the rows of P: acc += P^T (weight * g) is one matrix-vector product over
+        # the chunk (the per-block terms of the generic path cost an einsum 10x slower), and
+        # <P_b^T g_b, prep> = <g_b, (P prep)_b>.
+        rows = self.P[b0 * self.block : b1 * self.block]
+        g = g.float().reshape(b1 - b0, self.block)
+        scaled = g if weight is None else g * weight.float()[:, None]
+        acc.addmv_(rows.t(), scaled.reshape(-1))
+        if dots is not None:
+            dots.copy_((g * (rows @ prep.float()).view_as(g)).sum(1))
+
 
 @PROJECTIONS.register("sparse")
 class SparseProjection(_RowMatrixProjection):

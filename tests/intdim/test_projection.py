@@ -15,12 +15,13 @@ def fastfood_from_definition(p: FastfoodProjection) -> torch.Tensor:
     """P built from the documented formula with dense matrices: s * H Pi_i G H B, stacked."""
     LL = p.block
     H = hadamard_matrix(LL, torch.float64)
-    shared = torch.diag(p.G.double()) @ H @ torch.diag(p.B.double())
+    # G H B, only the first d columns (x is zero-padded to LL)
+    shared = (p.G.double()[:, None] * H[:, : p.d]) * p.B.double()[None, : p.d]
     blocks = []
     for i in range(p.n_blocks):
-        perm = torch.eye(LL, dtype=torch.float64)[p.perm[i].long()]  # (Pi y)_j = y[perm[j]]
-        blocks.append(H @ perm @ shared)
-    full = torch.cat(blocks, 0)[: p.D, : p.d]
+        # Pi as a permutation matrix, (Pi y)_j = y[perm[j]]: Pi Y = Y[perm]
+        blocks.append(H @ shared[p.perm[i].long()])
+    full = torch.cat(blocks, 0)[: p.D]
     return full * p.scale
 
 
