@@ -5,8 +5,10 @@
         --out /tmp/bench_real [--paper estimate|real] [key=value ...]
 
 Ours: the default search rules (probe.search.SearchConfig: binary search in log d to
-hi/lo <= 1.25, the LR grid once below 10^4 then its best LR reused, one fixed LR above, runs
-stopped at the threshold) plus `finetune.patience` (runs that stop improving end early).
+hi/lo <= 1.25; below 10^4 the LR grid at every d, or one LR per d from `search.lr_hints` (the
+--out of an earlier run of this script, standing in for the previous checkpoint); one fixed LR
+above; runs stopped at the threshold; the d90 run trained again to its budget). The old
+shortcut is `search.reuse_best_lr=true` (the first grid point's LR everywhere below 10^4).
 The paper (section 5.1 as we read it): the same binary search, four LRs at every d, every run
 trained to its whole budget.
 
@@ -45,7 +47,11 @@ DEFAULTS = [
     "search.fixed_lr=0.03",
     "search.threshold_fraction=0.9",
     "finetune.batch_size=16",
-    "finetune.max_steps=200",
+    "finetune.full_epochs=null",
+    "finetune.full_max_steps=200",
+    "finetune.subspace_epochs=null",
+    "finetune.subspace_max_steps=200",
+    "finetune.weight_decay=0.0",
     "finetune.eval_every=25",
     "finetune.patience=3",
     "finetune.max_seq_len=128",
@@ -93,7 +99,8 @@ def main() -> None:
     [(task, method, ours)] = search_all(cfg, model, ckpt, out / "ours", log=log)
     ours_wall = time.perf_counter() - start
     cost = _cost(out / "ours", ckpt, task)
-    budget = cfg.finetune.planned_steps(cfg.max_train_examples or 10**9)
+    final = [r for r in read_records(out / "ours") if r.method != "full" and r.stop_at is None]
+    budget = cfg.finetune.planned_steps(cfg.max_train_examples or 10**9, args.method)
     n_lrs = len(cfg.search.lrs)
 
     print("ours:  " + result_line(task, method, ours))
@@ -104,6 +111,9 @@ def main() -> None:
           f"majority class {majority:.4f}")  # fmt: skip
     print(f"ours:  {cost['runs']} runs at {cost['points']} points, {cost['steps']:,} subspace "
           f"steps, {cost['wall']:.0f}s subspace training, {ours_wall:.0f}s in all")  # fmt: skip
+    for r in final:  # trained to its budget for Figures 4-5 (counted in the runs above)
+        print(f"ours:  the d90 run to its budget: d={r.d:,} lr={r.lr:g} eval {r.eval_value:.4f} "
+              f"train {r.train_value:.4f} in {r.steps} steps")  # fmt: skip
     if args.paper == "estimate":
         paper_runs = n_lrs * cost["points"]
         paper_steps = paper_runs * budget
@@ -113,8 +123,8 @@ def main() -> None:
         paper_cfg = load_config(
             ProbeConfig,
             None,
-            [*DEFAULTS, *args.overrides, "search.lr_reuse_below=null",
-             "search.reuse_best_lr=false", "search.early_stop=false", "finetune.patience=null"],
+            [*DEFAULTS, *args.overrides, "search.lr_reuse_below=null", "search.lr_hints=none",
+             "search.reuse_best_lr=false", "search.early_stop=false"],
             values=[flags],
         )  # fmt: skip
         start = time.perf_counter()

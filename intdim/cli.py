@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
+from intdim import __version__
 from intdim.errors import UserError
 
 EXECUTORS = ("local", "slurm", "debug")  # slurm.backend.EXECUTORS; not imported: no submitit here
@@ -70,8 +72,21 @@ def _table(args: argparse.Namespace) -> int:
     return table_command(args.dir)
 
 
+_OUT_HINT = "pass --out (or out=) a directory this process can create or write to"
+
+
+def _out_override(overrides: list[str]) -> str | None:
+    """The value of the last `out=...` override (key=value wins over the flags)."""
+    values = [o.partition("=")[2] for o in overrides if o.partition("=")[0].strip() == "out"]
+    return values[-1] if values else None
+
+
 def _d90(args: argparse.Namespace) -> int:
+    from intdim.io import check_writable_dir
     from probe.commands import d90
+
+    # Before any training: records are written only after a run has trained.
+    check_writable_dir(_out_override(args.overrides) or args.out, "--out", _OUT_HINT)
 
     return d90(
         model=args.model,
@@ -91,8 +106,21 @@ def _d90(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from probe.commands import probe
+    from pathlib import Path
 
+    from intdim.config import load_config
+    from intdim.io import check_writable_dir
+    from probe.commands import default_out, probe
+    from probe.config import ProbeConfig
+    from probe.encode import check_model_dir
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.exists():
+        raise UserError(f"checkpoint directory {ckpt} does not exist")
+    check_model_dir(ckpt, "--checkpoint")
+    # Where probe() will write, checked before any training (as probe() decides it).
+    cfg = load_config(ProbeConfig, args.config, args.overrides)
+    check_writable_dir(cfg.out or default_out(ckpt), "the records directory (out=)", _OUT_HINT)
     return probe(args.checkpoint, args.config, args.overrides)
 
 
@@ -112,27 +140,58 @@ def _positive(text: str) -> int:
     return value
 
 
+def _probe_defaults() -> str:
+    """The settings a d90 measurement runs with unless told otherwise, for --help."""
+    from intdim.config import to_dict
+    from probe.config import ProbeConfig
+
+    cfg = to_dict(ProbeConfig())
+    keys = {
+        "search": ("d_min", "d_max", "ratio", "lrs", "lr_reuse_below", "fixed_lr", "lr_hints",
+                   "full_lrs", "threshold_fraction", "final_run"),
+        "finetune": ("batch_size", "full_epochs", "full_max_steps", "subspace_epochs",
+                     "subspace_max_steps", "weight_decay", "warmup_ratio", "eval_every",
+                     "patience", "max_seq_len"),
+    }  # fmt: skip
+    lines = ["defaults (override any with key=value; docs/probe.md explains each):"]
+    for section, names in keys.items():
+        items = [f"{section}.{k}={cfg[section][k]}".replace("None", "null") for k in names]
+        lines += textwrap.wrap(" ".join(items), 96, initial_indent="  ", subsequent_indent="  ")
+    return "\n".join(lines)
+
+
 def _add_d90(sub) -> None:
+    from probe.config import ProbeConfig
+
+    defaults = ProbeConfig()
     p = sub.add_parser(
         "d90",
         help="d90 of one model on one task: full fine-tuning, then the subspace search",
         description="Measure d90 (Aghajanyan et al. 2020, section 5.1) of MODEL on TASK. "
         "Everything learned stays in OUT/records; rerun the same command to resume.",
+        epilog=_probe_defaults(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="checkpoint directory or hub model id")
     p.add_argument("--task", required=True, help="task name (configs/tasks) or task YAML path")
-    p.add_argument("--method", choices=("said", "did"), default="said")
+    p.add_argument("--method", choices=("said", "did"), default="said",
+                   help="default: said")  # fmt: skip
     p.add_argument("--data-dir", help="local copy in the original layout (default: the hub)")
     p.add_argument("--out", required=True, help="directory for the records")
-    p.add_argument("--max-train-examples", type=_positive, metavar="N")
-    p.add_argument("--max-eval-examples", type=_positive, metavar="N")
-    p.add_argument("--d-min", type=_positive, metavar="D")
-    p.add_argument("--d-max", type=_positive, metavar="D")
-    p.add_argument("--seed", type=int, help="seed of every run (search.seed)")
+    p.add_argument("--max-train-examples", type=_positive, metavar="N",
+                   help="subsample the train split (default: all of it)")  # fmt: skip
+    p.add_argument("--max-eval-examples", type=_positive, metavar="N",
+                   help="subsample the eval split (default: all of it)")  # fmt: skip
+    p.add_argument("--d-min", type=_positive, metavar="D",
+                   help=f"search.d_min (default: {defaults.search.d_min:,})")  # fmt: skip
+    p.add_argument("--d-max", type=_positive, metavar="D",
+                   help=f"search.d_max (default: {defaults.search.d_max:,})")  # fmt: skip
+    p.add_argument("--seed", type=int,
+                   help=f"search.seed, of every run (default: {defaults.search.seed})")  # fmt: skip
     p.add_argument("--config", help="a probe config YAML (configs/probe/*.yaml) to start from")
     p.add_argument("--search", help="a search config YAML (configs/probe/search.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="any ProbeConfig field: search.k=3 finetune.max_steps=500 ...")  # fmt: skip
+                   help="any ProbeConfig field: search.k=3 finetune.full_epochs=3 ...")  # fmt: skip
     p.set_defaults(func=_d90)
 
 
@@ -181,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="intdim",
         description="Intrinsic dimension (d90) of fine-tuning, measured while a model pretrains.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
@@ -221,8 +281,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse like argparse, but take key=value overrides anywhere on the line, also after an
+    option (`intdim pretrain CONFIG --executor slurm max_updates=30`): argparse gives the
+    trailing `overrides` positional only the words before the first option. Unknown options
+    remain an error."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if extra and not hasattr(args, "overrides"):
+        stray = extra
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -539,18 +539,31 @@ class SubspaceModel(nn.Module):
     # -- tasks -----------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """A hash of the body weights (all but the seeded head): what theta_d is relative to."""
-        h = hashlib.blake2b(digest_size=16)
-        params = dict(self._base.named_parameters())
-        for name in self.body_names:
-            t = params[name].detach().cpu().contiguous().reshape(-1)
-            h.update(f"{name}:{tuple(params[name].shape)}:{t.dtype};".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        return _weights_hash(self._base, self.body_names)
 
     def save_task(self, path) -> None:
         from intdim.task_file import save_task
 
         save_task(self, path)
+
+
+def _weights_hash(model: nn.Module, names: list[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    params = dict(model.named_parameters())
+    for name in names:
+        t = params[name].detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{tuple(params[name].shape)}:{t.dtype};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def body_fingerprint(model: nn.Module, head_prefixes: list[str] | None = None) -> str:
+    """A hash of `model`'s body weights (every parameter but the classification head's, found as
+    `wrap` finds it): equal for two models exactly when a task tuned on one loads on the other,
+    whatever their heads were initialised to. The probe keys its records by it."""
+    names = [n for n, _ in model.named_parameters()]
+    head = _head_names(model, names, list(head_prefixes or []))
+    return _weights_hash(model, [n for n in names if n not in head])
 
 
 def _seed_head(model: nn.Module, head: set[str], seed: int) -> None:

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from intdim.io import atomic_write_json, atomic_write_text
+from intdim.errors import UserError
+from intdim.io import atomic_write_json, atomic_write_text, share_files
 
 _NAME = re.compile(r"^checkpoint_(\d+)$")
 OPTIMIZER_FILE = "optimizer.pt"
@@ -131,6 +132,7 @@ def write_checkpoint(
     if subspace_theta is not None:
         save_file({"theta_d": subspace_theta.detach().cpu().contiguous()}, tmp / SUBSPACE_FILE)
     atomic_write_json(tmp / INFO_FILE, {**info, "updates": updates, "time": time.time()})
+    share_files(tmp)  # safetensors writes 0600; the probe may run as a colleague on the cluster
     _fsync_dir(tmp)
     final = tmp.parent / f"checkpoint_{updates}"
     if final.exists():  # saved already (e.g. a signal right after a scheduled save)
@@ -147,28 +149,78 @@ def prune_optimizer_states(run_dir: Path, keep: int) -> None:
         (path / OPTIMIZER_FILE).unlink(missing_ok=True)
 
 
+def _damaged(file: Path, e: BaseException) -> UserError:
+    """The one line for a checkpoint file that cannot be read back (truncated by a full disk, a
+    copy cut short, garbled): which file, and how to resume from the checkpoint before."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return UserError(
+        f"cannot resume from {file.parent}: {file.name} is damaged ({first}); delete "
+        f"{file.parent} to resume from an earlier checkpoint, or start a new run_dir"
+    )
+
+
+def _load(file: Path):
+    try:
+        return torch.load(file, weights_only=True)
+    except Exception as e:  # truncated zip, unpickling error, ...
+        raise _damaged(file, e) from None
+
+
 def load_state(path: Path, rank: int) -> tuple[dict, dict, dict | None]:
     """(trainer state, optimizer state, this rank's RNG state or None)."""
-    trainer = torch.load(path / TRAINER_FILE, weights_only=True)
-    optimizer = torch.load(path / OPTIMIZER_FILE, weights_only=True)
+    trainer = _load(path / TRAINER_FILE)
+    optimizer = _load(path / OPTIMIZER_FILE)
     rng_file = path / f"rng_rank{rank}.pt"
-    rng = torch.load(rng_file, weights_only=True) if rng_file.is_file() else None
+    rng = _load(rng_file) if rng_file.is_file() else None
     return trainer, optimizer, rng
+
+
+def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(file)
+    except Exception as e:  # SafetensorError: a header not covering the file, bad JSON, ...
+        raise _damaged(file, e) from None
 
 
 def load_weights(hf_model, path: Path) -> None:
     """Load model.safetensors into an already-built model (ties are re-established)."""
-    state = load_file(path / "model.safetensors")
-    missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    state = _load_safetensors(path / "model.safetensors")
+    try:
+        missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # size mismatches: one line per tensor; the first says enough
+        lines = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
+        first = (lines[0] if lines else str(e).strip().splitlines()[0]).rstrip(".")
+        raise UserError(
+            f"checkpoint {path} does not fit the model this config builds ({first}; "
+            f"{len(lines)} tensors differ); resume with the model settings it was saved with "
+            "(its resolved_config.yaml), or start a new run_dir"
+        ) from None
     hf_model.tie_weights()
     tied = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
     bad = [k for k in missing if k not in tied] + list(unexpected)
     if bad:
-        raise RuntimeError(f"checkpoint {path} does not match the model: {bad[:5]}")
+        raise UserError(
+            f"checkpoint {path} does not fit the model this config builds (tensors "
+            f"{', '.join(bad[:5])} differ); resume with the model settings it was saved with "
+            "(its resolved_config.yaml), or start a new run_dir"
+        )
 
 
 def load_subspace_theta(path: Path) -> torch.Tensor:
-    return load_file(path / SUBSPACE_FILE)["theta_d"]
+    return _load_safetensors(path / SUBSPACE_FILE)["theta_d"]
+
+
+def saved_config(path: Path) -> dict | None:
+    """The resolved config a checkpoint was written with (None: the file is missing)."""
+    from omegaconf import OmegaConf
+
+    file = path / "resolved_config.yaml"
+    if not file.is_file():
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.load(file), resolve=True)  # type: ignore[return-value]
+    except Exception as e:
+        raise _damaged(file, e) from None
 
 
 def _fsync_dir(path: Path) -> None:

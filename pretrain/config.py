@@ -22,6 +22,18 @@ SUBSPACE_METHODS = ("did", "said")
 PADDED_ATTENTION = ("mask", "segments")
 # torch.compile's modes; "max-autotune-no-cudagraphs" autotunes the GEMMs (minutes of compile).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# What a resumed run may change without being refused (pretrain.train): bookkeeping, logging,
+# validation, and speed options whose maths is the same (at most another float summation order).
+# max_updates extends or shortens a run (the LR decay is then aimed at the new end). Any other
+# change (seed, optim.*, model.*, objective.*, data.*, tokenizer.*, precision, ...) would go on as
+# another run than the checkpoints before it; it is refused unless named in allow_changed_settings.
+RESUME_MAY_CHANGE = (
+    "run_dir", "max_updates", "save_interval_updates", "keep_last_optimizer_states",
+    "save_initial_checkpoint", "validate_interval_updates", "log_interval", "device", "compile",
+    "compile_mode", "compile_fullgraph", "compile_loss", "compile_tune_kernels", "static_shapes",
+    "padded_attention", "tensorboard", "peak_tflops", "num_threads", "allow_changed_settings",
+    "data.cache_dir", "data.max_valid_blocks",
+)  # fmt: skip
 
 
 @dataclass
@@ -195,6 +207,10 @@ class PretrainConfig:
     # name (pretrain/flops.py: H100, H200, A100, ...), and no MFU is shown on a CPU or unknown GPU.
     peak_tflops: float = 0.0
     num_threads: int = 0  # CPU threads per process for torch; 0 keeps torch's default
+    # Keys (or sections, e.g. "optim") a resume may change although they change the training
+    # trajectory (a lower optim.lr after a loss spike): allow_changed_settings=[optim.lr]. Without
+    # it, resuming a run_dir with other values of such keys is refused (RESUME_MAY_CHANGE).
+    allow_changed_settings: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

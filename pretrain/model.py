@@ -13,6 +13,8 @@ from intdim.errors import UserError
 from pretrain import attention
 from pretrain.config import PADDED_ATTENTION, ModelConfig
 
+LAYER_NORM_EPS = 1e-5  # fairseq's (torch.nn.LayerNorm's default)
+
 PRESETS = {
     # Liu et al. 2019, RoBERTa-base.
     "roberta_base": dict(
@@ -61,6 +63,9 @@ def build_config(cfg: ModelConfig, tokenizer, tokens_per_sample: int):
         hidden_dropout_prob=v["dropout"],
         attention_probs_dropout_prob=v["attention_dropout"],
         max_position_embeddings=v["max_positions"],
+        # fairseq's RoBERTa (which the paper trains) uses LayerNorm's 1e-5; transformers'
+        # RobertaConfig defaults to BERT's 1e-12.
+        layer_norm_eps=LAYER_NORM_EPS,
         type_vocab_size=1,
         pad_token_id=pad,
         bos_token_id=tokenizer.bos_token_id,

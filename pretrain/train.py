@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from intdim.config import to_yaml
+from intdim.config import to_dict, to_yaml
 from intdim.errors import UserError
-from intdim.io import atomic_write_json, atomic_write_text
+from intdim.io import atomic_write_json, atomic_write_text, check_writable_dir
 from pretrain import checkpoint as ckpt
 from pretrain import distributed
-from pretrain.config import PretrainConfig
+from pretrain.config import RESUME_MAY_CHANGE, PretrainConfig
 from pretrain.data import BlockStream, PackedBlocks, binarize, resolve_corpus
 from pretrain.dropout import use_bitmask_dropout
 from pretrain.flops import FlopCount, peak_tflops
@@ -135,19 +135,29 @@ def setup(cfg: PretrainConfig) -> Run:
     run_dir = Path(cfg.run_dir)
     check_vocab_size(cfg.tokenizer)  # before any expensive work
     update_freq = _update_freq(cfg, dist.world)
+    resume = ckpt.latest_resumable(run_dir)
+    if resume is not None:
+        _check_same_settings(cfg, resume)
     failed: Exception | None = None
+    prepared = None
     if dist.is_main:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_partial(run_dir)
-            _prepare_data(cfg)  # trains the tokenizer and binarises once; other ranks wait
+            resolve_corpus(cfg.data)  # a missing or empty corpus fails before run_dir exists
+            created = _make_run_dir(run_dir)
+            try:
+                ckpt.remove_partial(run_dir)
+                prepared = _prepare_data(cfg)  # tokenizer and shards, once; other ranks wait
+            except BaseException:
+                _remove_empty(created)  # a failed first start leaves no empty run_dir behind
+                raise
         except Exception as e:  # the others must hear of it, or they would wait for hours
             failed = e
     if not distributed.wait_for_main(dist, ok=failed is None):
         if failed is not None:
             raise failed
         raise UserError("process 0 failed while preparing the data (its own error is in its log)")
-    tokenizer, shards = _prepare_data(cfg)
+    # The other ranks load what process 0 prepared (from the cache).
+    tokenizer, shards = prepared if prepared is not None else _prepare_data(cfg)
     tps = cfg.data.tokens_per_sample
     train_blocks = PackedBlocks(shards, "train", tps, tokenizer.bos_token_id)
     valid_blocks = PackedBlocks(shards, "valid", tps, tokenizer.bos_token_id)
@@ -168,7 +178,6 @@ def setup(cfg: PretrainConfig) -> Run:
     hf_model = build_model(cfg.model, tokenizer, tps, cfg.seed)
     if cfg.dropout_bitmask:
         use_bitmask_dropout(hf_model)  # modules only: the weights and checkpoints are unchanged
-    resume = ckpt.latest_resumable(run_dir)
     if resume is not None and cfg.subspace.d == 0:
         ckpt.load_weights(hf_model, resume)
     module: torch.nn.Module = MaskedLM(hf_model, padded_attention=cfg.padded_attention)
@@ -242,6 +251,73 @@ def _update_freq(cfg: PretrainConfig, world: int) -> int:
     return o.global_batch_size // per_update
 
 
+def _make_run_dir(run_dir: Path) -> list[Path]:
+    """Create run_dir and its missing parents; return those created, deepest first. A file in
+    the way or a place this process cannot write is one UserError line."""
+    hint = "pass run_dir= a directory this process can create or write to"
+    check_writable_dir(run_dir, "run_dir", hint)
+    missing, p = [], run_dir.absolute()
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create run_dir {run_dir} ({e.strerror}); {hint}") from None
+    return missing
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first; stop at the first that holds something
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+def _check_same_settings(cfg: PretrainConfig, resume: Path) -> None:
+    """Refuse to resume under settings that change the training trajectory: the run would go on
+    as another run than its checkpoints, silently. RESUME_MAY_CHANGE lists what may change."""
+    saved = ckpt.saved_config(resume)
+    if saved is None:
+        return
+    then, now = _flatten(saved), _flatten(to_dict(cfg))
+    for key in cfg.allow_changed_settings:
+        if not any(k == key or k.startswith(key + ".") for k in now):
+            raise UserError(
+                f"allow_changed_settings names {key!r}, which is no config key; name keys such as "
+                "seed or optim.lr, or a section such as optim"
+            )
+    free = (*RESUME_MAY_CHANGE, *cfg.allow_changed_settings)
+    changed = [
+        k
+        for k in now
+        if k in then
+        and then[k] != now[k]
+        and not any(k == f or k.startswith(f + ".") for f in free)
+    ]
+    if not changed:
+        return
+    shown = "; ".join(f"{k}: {then[k]!r} then, {now[k]!r} now" for k in changed[:4])
+    more = f"; and {len(changed) - 4} more" if len(changed) > 4 else ""
+    raise UserError(
+        f"{cfg.run_dir} was trained with other settings ({shown}{more}), and resuming would go "
+        f"on under the new ones: pass the values it was trained with ({resume.name}/"
+        f"resolved_config.yaml), a new run_dir= to start another run, or "
+        f"allow_changed_settings=[{','.join(changed)}] to change them from here on"
+    )
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _prepare_data(cfg: PretrainConfig):
     corpus = resolve_corpus(cfg.data)
     fp = corpus.fingerprint()
@@ -263,6 +339,7 @@ def _restore(run: Run, path: Path) -> None:
     trainer, optimizer, rng = ckpt.load_state(path, run.dist.rank)
     run.optimizer.load_state_dict(optimizer)
     run.scheduler.load_state_dict(trainer["scheduler"])
+    _use_config_hyperparameters(run)
     run.updates = int(trainer["updates"])
     run.tokens_seen = int(trainer["tokens_seen"])
     run.stream.consumed = int(trainer["blocks_consumed"])
@@ -271,6 +348,20 @@ def _restore(run: Run, path: Path) -> None:
     if run.dist.is_main:
         _truncate_log(run.run_dir / "train_log.jsonl", run.updates)
     log.info("resumed from %s at update %d", path, run.updates)
+
+
+def _use_config_hyperparameters(run: Run) -> None:
+    """Loading the optimizer and scheduler states brings back the LR, betas, eps and weight decay
+    they were saved with, which would silently override a change that allow_changed_settings
+    lets through; set them from the config. Unchanged settings give the very same numbers (the
+    LR is computed as LambdaLR computes it), so resume stays exact."""
+    o = run.cfg.optim
+    groups = run.optimizer.param_groups
+    run.scheduler.base_lrs = [o.lr] * len(groups)
+    factor = lr_factor(run.scheduler.last_epoch, o.warmup_updates, run.cfg.max_updates)
+    for group in groups:
+        group.update(betas=(o.betas[0], o.betas[1]), eps=o.eps, weight_decay=o.weight_decay,
+                     initial_lr=o.lr, lr=o.lr * factor)  # fmt: skip
 
 
 # -- run -----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import yaml
 from intdim.config import load_config
 from intdim.errors import UserError
 from probe.config import ProbeConfig
-from probe.driver import checkpoint_id, result_line, search_all
+from probe.driver import checkpoint_id, hint_records, result_line, search_all
 from probe.encode import model_location
 from probe.records import Record, read_records
 from probe.search import SearchConfig
@@ -109,14 +109,19 @@ def _search_config_of(records: Sequence[Record]) -> tuple[SearchConfig, list[str
 
 
 def status_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
-    """Rows for every (checkpoint, task), each replayed with the search config of its records."""
+    """Rows for every (checkpoint, task), each replayed with the search config of its records
+    (over all the records: LR hints come from other checkpoints)."""
     groups: dict[tuple[str, str], list[Record]] = {}
     for r in records:
         groups.setdefault((r.checkpoint, r.task), []).append(r)
     rows = []
-    for group in groups.values():
+    for pair, group in groups.items():
         cfg, methods = _search_config_of(group)
-        rows += summarize(group, cfg, methods)
+        try:
+            hints = hint_records(cfg)
+        except UserError:  # the hints' directory is gone: frozen hints are in the records
+            hints = []
+        rows += summarize(records, cfg, methods, hints, only=[pair])
     rows.sort(key=row_key)
     return rows
 

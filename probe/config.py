@@ -1,6 +1,6 @@
 """`ProbeConfig`: the schema of configs/probe/*.yaml and of `intdim d90` / `intdim probe`.
 
-    cfg = load_config(ProbeConfig, "configs/probe/tiny.yaml", ["finetune.max_steps=50"])
+    cfg = load_config(ProbeConfig, "configs/probe/tiny.yaml", ["finetune.subspace_max_steps=50"])
 
 One config says what to measure (tasks x methods), on which data (local GLUE-layout dirs per
 task, else the hub; optional subsampling), how to search (`search`, probe.search.SearchConfig)

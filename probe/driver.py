@@ -13,6 +13,8 @@ finished.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import sys
 import traceback
@@ -23,6 +25,8 @@ from typing import Any
 
 from intdim.config import to_dict
 from intdim.errors import UserError
+from intdim.projection import PROJECTIONS
+from intdim.subspace import SubspaceConfig, body_fingerprint, layer_of
 from probe.config import ProbeConfig
 from probe.encode import DataKey, encoded_task
 from probe.finetune import FinetuneConfig, finetune, load_model
@@ -31,11 +35,20 @@ from probe.records import (
     has_record,
     read_records,
     record_path,
+    set_aside_failed,
     software_versions,
     write_record,
 )
-from probe.search import RunSpec, SearchConfig, SearchKey, SearchResult, plan_next
-from probe.tasks import load_task_spec
+from probe.search import (
+    HINTS_NONE,
+    HINTS_PREVIOUS,
+    RunSpec,
+    SearchConfig,
+    SearchKey,
+    SearchResult,
+    plan_next,
+)
+from probe.tasks import load_examples, load_task_spec
 
 Log = Callable[[str], None]
 
@@ -75,6 +88,9 @@ class RunEnv:
 
 
 def make_env(cfg: ProbeConfig, model: str, checkpoint: str, task: str) -> RunEnv:
+    """The runs' shared environment, with the identity of what they measure: the model's body
+    weights, the task's examples and the projection (see `check_compatible`). Loads the model
+    and the data once per process (both cached)."""
     key = DataKey(
         model=model,
         task=task,
@@ -87,40 +103,167 @@ def make_env(cfg: ProbeConfig, model: str, checkpoint: str, task: str) -> RunEnv
     )
     name = load_task_spec(task).name
     env = RunEnv(model, checkpoint, name, key, cfg.finetune)
-    config = {**to_dict(cfg), "model": model, "settings": env.settings}
+    config = {
+        **to_dict(cfg),
+        "model": model,
+        "settings": env.settings,
+        "identity": run_identity(model, key),
+    }
     return RunEnv(model, checkpoint, name, key, cfg.finetune, config)
+
+
+def run_identity(model: str, data: DataKey) -> dict[str, str]:
+    """What a run's id does not say and its result depends on (`check_compatible`): the model's
+    weights, the task's examples after subsampling, and the projection's construction."""
+    return {
+        "model": model_fingerprint(model),
+        "data": data_fingerprint(
+            data.task,
+            data.data_dir,
+            data.max_train,
+            data.max_eval,
+            data.data_seed,
+            _stamp(data.data_dir),
+        ),  # fmt: skip
+        "projection": PROJECTIONS.get(SubspaceConfig().projection).CONSTRUCTION,
+    }
+
+
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "config.json")
+
+
+def model_fingerprint(model: str) -> str:
+    """A hash of the model's weights: two checkpoints with the same directory name (two
+    pretraining runs' checkpoint_30) are told apart, a copy of the same files is not. A local
+    directory hashes its weight files (cached by size and mtime: the watcher asks once per
+    checkpoint per poll); a hub id hashes the loaded body's weights."""
+    path = Path(model)
+    if not path.is_dir():
+        return _loaded(model)[0]
+    files = sorted({f for pattern in _WEIGHT_FILES for f in path.glob(pattern) if f.is_file()})
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _hash_files(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _hash_files(folder: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in stamp:
+        h.update(name.encode() + b"\0")
+        with open(Path(folder) / name, "rb") as f:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded(model: str) -> tuple[str, int, int]:
+    """(body fingerprint, parameter count, SAID's m) of the model at `model`, loaded once."""
+    net = load_model(model, 2)
+    m = len({layer_of(n) for n, _ in net.named_parameters()})
+    return body_fingerprint(net), sum(p.numel() for p in net.parameters()), m
+
+
+def _stamp(folder: str | None) -> tuple:
+    """Names, sizes and mtimes of a local data dir's files: the cache key of its fingerprint."""
+    if folder is None or not Path(folder).is_dir():
+        return ()
+    return tuple(
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+        for f in sorted(Path(folder).iterdir())
+        if f.is_file()
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def data_fingerprint(
+    task: str,
+    data_dir: str | None,
+    max_train: int | None,
+    max_eval: int | None,
+    seed: int,
+    stamp: tuple = (),
+) -> str:
+    """A hash of the examples a run trains and evaluates on (after subsampling), read without
+    tokenizing: a changed data file is a different measurement (`stamp` notices the change)."""
+    data = load_examples(load_task_spec(task), data_dir, max_train, max_eval, seed)
+    h = hashlib.sha256()
+    for split in (data.train, data.eval):
+        for ex in split:
+            h.update(json.dumps([ex.text_a, ex.text_b, ex.label]).encode("utf-8"))
+        h.update(b"|")
+    return h.hexdigest()[:32]
 
 
 def preflight(cfg: ProbeConfig, envs: Sequence[RunEnv]) -> None:
     """Everything that can fail on bad input, before any run: tasks, data files, tokenizer,
-    model, and a d range the model can hold. Data loading and tokenizing are cached, so this
-    costs nothing later."""
+    model, a d range the model can hold, and LR hints that exist. Data loading and tokenizing
+    are cached, so this costs nothing later."""
     for env in envs:
         encoded_task(env.data)
+    hint_records(cfg.search)
     if not envs:
         return
-    model = load_model(envs[0].model, 2)
-    D = sum(p.numel() for p in model.parameters())
+    _, D, m = _loaded(envs[0].model)
     if cfg.search.d_max > D:
         raise UserError(
             f"search.d_max = {cfg.search.d_max:,} exceeds the model's {D:,} parameters; "
             "lower it (--d-max or search.d_max=...)"
         )
+    if "said" in cfg.methods and cfg.search.d_min <= m:
+        raise UserError(
+            f"search.d_min = {cfg.search.d_min} leaves SAID no projected coordinates: this model "
+            f"has m = {m} layers, each with its own lambda among the d numbers; raise d_min "
+            f"above {m} (--d-min or search.d_min=...)"
+        )
+
+
+def hint_records(cfg: SearchConfig) -> list[Record]:
+    """The records `search.lr_hints` points to when it names a directory (else none)."""
+    if cfg.lr_hints in (HINTS_PREVIOUS, HINTS_NONE):
+        return []
+    folder = Path(cfg.lr_hints)
+    if not (folder / "records").is_dir():
+        raise UserError(
+            f"search.lr_hints = {cfg.lr_hints}: no records there; give the --out of a sweep or "
+            'probe run, or "previous" / "none"'
+        )
+    return read_records(folder)
 
 
 def check_compatible(records: Iterable[Record], env: RunEnv, out: str | Path) -> None:
-    """Refuse to mix records of the same checkpoint and task made with other settings."""
-    want = env.settings
+    """Refuse to mix runs of the same checkpoint id and task that measured something else: other
+    weights (another run's checkpoint_30), other examples (a changed data dir), another
+    projection (an older intdim), or other settings. A record says which run it is by its id
+    (checkpoint id, task, method, d, lr, seed); this is what makes that id mean one thing."""
+    want, want_id = env.settings, env.config.get("identity", {})
+    where = f"{out} holds runs of {env.checkpoint} / {env.task}"
     for r in records:
         if (r.checkpoint, r.task) != (env.checkpoint, env.task):
             continue
+        have_id = r.config.get("identity")
+        if not isinstance(have_id, Mapping):
+            made = r.software.get("intdim", "an older intdim")
+            raise UserError(
+                f"{where} made by intdim {made}, which did not record the model and data they "
+                "measured (and projected through an older Fastfood): use another --out, or "
+                f"delete {Path(out) / 'records'}"
+            )
+        for part, what in (("model", "other weights"), ("data", "other examples"),
+                           ("projection", "another projection")):  # fmt: skip
+            if have_id.get(part) != want_id.get(part):
+                raise UserError(
+                    f"{where} made from {what} ({part} {str(have_id.get(part))[:12]} then, "
+                    f"{str(want_id.get(part))[:12]} now); use another --out"
+                    + (" or set checkpoint_id" if part == "model" else "")
+                )
         have = r.config.get("settings")
         if have is None or have == want:
             continue
         diff = _first_difference(have, want)
         raise UserError(
-            f"{out} holds runs of {env.checkpoint} / {env.task} made with other settings "
-            f"({diff}); use another --out, or the settings those runs used"
+            f"{where} made with other settings ({diff}); use another --out, or the settings "
+            "those runs used"
         )
 
 
@@ -162,7 +305,7 @@ def run_one(spec: RunSpec, env: RunEnv) -> Record:
         wall_seconds=round(outcome.wall_seconds, 3),
         majority_baseline=task.data.majority_baseline if spec.method == "full" else None,
         # The report's d90-vs-parameter-count figure reads the model size from here.
-        config={**env.config, "num_parameters": outcome.num_parameters},
+        config={**env.config, "num_parameters": outcome.num_parameters, **spec.record_config()},
         software=software_versions(),
         **spec.record_fields(),
     )
@@ -175,7 +318,7 @@ def failed_record(spec: RunSpec, env: RunEnv, error: str, metric: str = "accurac
         status="failed",
         error=error,
         metric=metric,
-        config=env.config,
+        config={**env.config, **spec.record_config()},
         software=software_versions(),
         **spec.record_fields(),
     )
@@ -200,7 +343,8 @@ def run_specs(
     specs: Sequence[RunSpec], env: RunEnv, out: str | Path, log: Log | None = None
 ) -> list[Record]:
     """Run each spec and write its record. One spec -> one record: a spec whose record already
-    exists is not run again (a retried job-array task finds its work done)."""
+    exists is not run again (a retried job-array task finds its work done; failed runs are
+    retried by setting their records aside first, `set_aside_failed`)."""
     records = []
     for spec in specs:
         if has_record(out, spec.run_id):
@@ -233,8 +377,9 @@ def run_search(
     that was already submitted is still in flight (plan_next re-proposes unfinished runs with
     the same run id); it is skipped, never submitted twice."""
     submitted: set[str] = set()
+    hints_from = hint_records(cfg)
     while True:
-        todo = plan_next(read_records(out), cfg, key, lr_hints)
+        todo = plan_next(read_records(out), cfg, key, lr_hints, hints_from)
         if isinstance(todo, SearchResult):
             return todo
         new = [s for s in todo if s.run_id not in submitted]
@@ -253,10 +398,9 @@ def result_line(task: str, method: str, result: SearchResult) -> str:
     """The one line `intdim d90` ends with."""
     head = f"d90 {task} {method}:"
     if result.status == "done":
-        lo = "" if result.lo is None else f"{result.lo}"
-        return f"{head} {result.d90} (bracket {lo}-{result.hi})" + (
-            f" ({result.reason})" if result.lo is None else ""
-        )
+        if result.lo is None:  # d_min itself reached: an upper bound, not a bracket
+            return f"{head} <= {result.d90} ({result.reason})"
+        return f"{head} {result.d90} (bracket {result.lo}-{result.hi})"
     label = {"not_reached": "not reached", "not_computable": "not computable"}
     return f"{head} {label.get(result.status, result.status)} ({result.reason})"
 
@@ -276,6 +420,9 @@ def search_all(
     records = read_records(out)
     for env in envs:
         check_compatible(records, env, out)
+    ours = {(checkpoint, env.task) for env in envs}
+    for rid in set_aside_failed(out, lambda r: (r.checkpoint, r.task) in ours):
+        log(f"retrying run {rid}, which failed before (its record: {out}/failed/)")
     results = []
     for env in envs:
         for method in cfg.methods:

@@ -14,6 +14,8 @@ evaluating in length order) saves most of the compute on CPU.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +160,120 @@ def encoded_task(key: DataKey) -> EncodedTask:
 
 def model_location(model: str) -> str:
     """A local directory as an absolute path (so the cache key and records do not depend on the
-    working directory); anything else is taken as a hub id."""
+    working directory); anything else is taken as a hub id.
+
+    Checked here, each as one UserError line, rather than found later by the loaders: a path that
+    does not exist (transformers would take it for a hub id, retry the network for a minute and
+    then report a network error), a pretraining run directory instead of one of its checkpoints,
+    a damaged model.safetensors, and a hub id that is not in the local cache while the hub cannot
+    be reached (or HF_HUB_OFFLINE=1)."""
     path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
+    if path.exists():
+        check_model_dir(path)
+        return str(path.resolve())
+    if looks_like_path(model):
+        raise UserError(
+            f"model {model} does not exist; pass a checkpoint directory (config.json, "
+            "model.safetensors, tokenizer files) or a hub id such as FacebookAI/roberta-base"
+        )
+    _check_hub_model(model)
+    return model
+
+
+def looks_like_path(model: str) -> bool:
+    """A hub id is `name` or `namespace/name`; a local path may look like one (runs/x), so
+    `namespace/name` counts as a path when its first part is a local directory."""
+    if model.startswith((".", "~", "/", os.sep)) or "\\" in model:
+        return True
+    parts = model.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).exists())
+
+
+def check_model_dir(path: Path, flag: str = "--model") -> None:
+    """A local model directory that the loaders can read: not a file, not a pretraining run
+    directory, with a config.json, and weights whose safetensors headers cover their files (a
+    truncated or garbled file fails here in one line, not as a loader's traceback)."""
+    if not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; pass a checkpoint directory (its folder?)")
+    if (path / "checkpoints").is_dir() and not (path / "config.json").is_file():
+        names = sorted(
+            (p for p in (path / "checkpoints").glob("checkpoint_*") if p.name[11:].isdigit()),
+            key=lambda p: int(p.name[11:]),
+        )
+        which = names[-1] if names else path / "checkpoints" / "checkpoint_<n>"
+        raise UserError(
+            f"{path} is a pretraining run directory; pass one of its checkpoints (e.g. {flag} "
+            f"{which}), or probe every checkpoint as it lands with `intdim watch {path} --probe "
+            "CONFIG`"
+        )
+    if not (path / "config.json").is_file():
+        raise UserError(
+            f"{flag} {path} has no config.json; pass a checkpoint directory in the "
+            "Hugging Face layout (config.json, model.safetensors, tokenizer files)"
+        )
+    from safetensors import safe_open
+
+    for file in _weight_files(path):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as e:  # SafetensorError: a header that does not cover the file, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"{file} is damaged ({first}): truncated or garbled; copy the checkpoint again "
+                "or use another one"
+            ) from None
+
+
+def _weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, AttributeError) as e:
+            raise UserError(f"{index} is damaged ({type(e).__name__}: {e})") from None
+        return [path / name for name in shards if (path / name).is_file()]
+    single = path / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+def _check_hub_model(repo_id: str) -> None:
+    """A hub id must be in the local cache, or the hub must answer: without a network,
+    transformers retries each file for about 25 s before failing."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(repo_id, "config.json")
+    except ValueError as e:  # not a valid repo id
+        raise UserError(
+            f"model {repo_id!r} is neither a local directory nor a hub id ({e}); pass a "
+            "checkpoint directory"
+        ) from None
+    if isinstance(cached, str):
+        return
+    if huggingface_hub.is_offline_mode():
+        raise UserError(
+            f"model {repo_id!r} is not a local directory and not in the local Hugging Face "
+            "cache, and HF_HUB_OFFLINE=1 forbids downloading it; unset HF_HUB_OFFLINE where there "
+            "is a network, or pass a checkpoint directory"
+        )
+    try:
+        huggingface_hub.model_info(repo_id, timeout=10)
+    except RepositoryNotFoundError:
+        raise UserError(
+            f"model {repo_id!r} is not a local directory nor a model on the Hugging Face hub; "
+            "check the name, or pass a checkpoint directory"
+        ) from None
+    except HfHubHTTPError:
+        return  # gated, rate limited, ...: the loader says what it needs
+    except Exception as e:  # no network: connection refused, name resolution, timeout
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and the hub cannot be "
+            f"reached ({first}); download it on a machine with a network (the cache, "
+            f"{constants.HF_HUB_CACHE}, can be copied), or pass a checkpoint directory; "
+            "HF_HUB_OFFLINE=1 uses cached models without trying the network"
+        ) from None

@@ -3,12 +3,14 @@
     outcome = finetune(spec, model="ckpt_dir", task=encoded_task(key), cfg=FinetuneConfig())
     outcome.status, outcome.eval_metrics, outcome.train_metrics, outcome.steps
 
-The two kinds of run differ in one line: a subspace run wraps the model (`intdim.subspace.wrap`)
-so that the optimizer sees theta_d alone. Everything else is shared: AdamW, linear warmup then
+The two kinds of run differ in their budget (`full_*` and `subspace_*`, in epochs scaled to the
+task) and in that a subspace run wraps the model (`intdim.subspace.wrap`) so that the optimizer
+sees theta_d alone (never weight-decayed). Everything else is shared: AdamW, linear warmup then
 linear decay to zero over the planned steps, shuffled batches with dynamic padding, evaluation
-every `eval_every` steps and at the end, the best evaluation kept, and two reasons to stop
-early: the run reached `spec.stop_at` (the d90 threshold: further steps cannot change whether
-this d reaches it) or `patience` evaluations brought no improvement.
+every `eval_every` steps and at the end, the best evaluation kept. Two reasons to stop early:
+the run reached `spec.stop_at` (the d90 threshold: further steps cannot change whether this d
+reaches it), or, for full runs only, `patience` evaluations brought no improvement (a subspace
+run stopped that way might have reached the threshold later).
 
 The train metric is taken at the best evaluation (the generalization gap of the paper's
 Figures 4-5 compares the two at the same point): the trainable parameters are snapshotted when
@@ -26,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from intdim.errors import UserError
@@ -40,14 +43,23 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass
 class FinetuneConfig:
     batch_size: int = 32
-    max_steps: int | None = 2000  # the run's step budget; with epochs: whichever is fewer
-    epochs: float | None = None
+    # Full fine-tuning "in the standard way" (paper 5.1): RoBERTa's GLUE recipe, 10 epochs, weight
+    # decay 0.1, warmup 6% (its LR grid {1e-5, 2e-5, 3e-5} is search.full_lrs). A budget is
+    # epochs, steps, or both (whichever is fewer).
+    full_epochs: float | None = 10
+    full_max_steps: int | None = None
+    # Subspace (DID/SAID) runs: their own budget (training through d numbers needs more steps
+    # than full fine-tuning); search runs also stop once they reach the threshold.
+    subspace_epochs: float | None = 20
+    subspace_max_steps: int | None = None
     warmup_ratio: float = 0.06  # fraction of the planned steps (RoBERTa's GLUE recipe)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.1  # full runs (theta_d is never decayed: 0 is the pretrained model)
     grad_clip: float | None = 1.0  # max gradient norm; null: no clipping
     eval_every: int = 100  # steps between evaluations (and one at the last step)
     eval_batch_size: int = 128
-    patience: int | None = None  # stop after this many evaluations without improvement
+    # Full runs only: stop after this many evaluations without improvement. Never for subspace
+    # runs, where stopping early could change whether a d reaches the threshold.
+    patience: int | None = None
     max_seq_len: int = 128  # tokens per example after truncation
     train_metric_examples: int = 1000  # train subsample for the train metric
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
@@ -58,12 +70,14 @@ class FinetuneConfig:
         def bad(msg: str) -> UserError:
             return UserError(f"finetune config: {msg}")
 
-        if self.max_steps is None and self.epochs is None:
-            raise bad("give max_steps, epochs or both")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise bad(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise bad(f"epochs must be > 0, got {self.epochs}")
+        for kind in ("full", "subspace"):
+            epochs, steps = getattr(self, f"{kind}_epochs"), getattr(self, f"{kind}_max_steps")
+            if epochs is None and steps is None:
+                raise bad(f"give {kind}_epochs, {kind}_max_steps or both")
+            if steps is not None and steps < 1:
+                raise bad(f"{kind}_max_steps must be >= 1, got {steps}")
+            if epochs is not None and not epochs > 0:
+                raise bad(f"{kind}_epochs must be > 0, got {epochs}")
         for name in ("batch_size", "eval_every", "eval_batch_size", "max_seq_len"):
             if getattr(self, name) < 1:
                 raise bad(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -82,11 +96,14 @@ class FinetuneConfig:
         if self.precision not in PRECISIONS:
             raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
-    def planned_steps(self, n_train: int) -> int:
+    def planned_steps(self, n_train: int, method: str = "full") -> int:
+        """The step budget of a run of `method` on `n_train` examples."""
+        kind = "full" if method == "full" else "subspace"
+        epochs, steps = getattr(self, f"{kind}_epochs"), getattr(self, f"{kind}_max_steps")
         per_epoch = math.ceil(n_train / self.batch_size)
-        limits = [self.max_steps] if self.max_steps is not None else []
-        if self.epochs is not None:
-            limits.append(max(1, math.ceil(self.epochs * per_epoch)))
+        limits = [steps] if steps is not None else []
+        if epochs is not None:
+            limits.append(max(1, math.ceil(epochs * per_epoch)))
         return min(limits)
 
 
@@ -101,7 +118,7 @@ class RunOutcome:
     best_step: int = 0
     wall_seconds: float = 0.0
     stopped: str = "budget"  # budget | stop_at | patience | unstable
-    num_parameters: int | None = None  # of the model (theta_D), for the d90-vs-size figure
+    num_parameters: int | None = None  # of the model's body (no head), for Figure 3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,7 +152,7 @@ def load_model(model: str, num_labels: int) -> torch.nn.Module:
         return AutoModelForSequenceClassification.from_pretrained(
             model, num_labels=num_labels, dtype=torch.float32
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # a damaged model.safetensors too
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load a model from {model!r} ({first})") from None
     finally:
@@ -198,11 +215,15 @@ def finetune(spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig) 
     amp = _autocast_dtype(cfg.precision, device)
     trainable = build_trainable(spec, model, task.data.num_labels)
     base = getattr(trainable, "base", trainable)  # the model itself under a subspace wrapper
-    num_parameters = sum(p.numel() for p in base.parameters())
+    # Figure 3's x axis: the pretrained model's size, without the task head it is given here
+    body = getattr(base, "base_model", base)
+    num_parameters = sum(p.numel() for p in body.parameters())
     trainable.to(device)
     params = [p for p in trainable.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=cfg.weight_decay)
-    total = cfg.planned_steps(len(task.train))
+    full = spec.method == "full"
+    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=cfg.weight_decay if full else 0.0)
+    total = cfg.planned_steps(len(task.train), spec.method)
+    patience = cfg.patience if full else None
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_linear(total, round(cfg.warmup_ratio * total))
     )
@@ -251,7 +272,7 @@ def finetune(spec: RunSpec, model: str, task: EncodedTask, cfg: FinetuneConfig) 
             if spec.stop_at is not None and reaches(metrics[primary], spec.stop_at):
                 stopped = "stop_at"
                 break
-            if cfg.patience is not None and since_best >= cfg.patience:
+            if patience is not None and since_best >= patience:
                 stopped = "patience"
                 break
     finally:

@@ -22,7 +22,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,9 +40,22 @@ STATUSES = ("ok", "unstable", "failed")
 RECORDS_DIR = "records"
 
 
-def run_id(checkpoint: str, task: str, method: str, d: int | None, lr: float, seed: int) -> str:
-    """Deterministic id of a run. lr goes through float() so 1e-3 and 0.001 are the same run."""
-    key = json.dumps([str(checkpoint), str(task), str(method), d, float(lr), int(seed)])
+def run_id(
+    checkpoint: str,
+    task: str,
+    method: str,
+    d: int | None,
+    lr: float,
+    seed: int,
+    early_stop: bool = False,
+) -> str:
+    """Deterministic id of a run. lr goes through float() so 1e-3 and 0.001 are the same run.
+
+    A run stopped at the threshold (`early_stop`, a search's run) and one trained to its budget
+    (a sweep's, or the d90 run retrained for Figures 4-5) at the same point are different runs.
+    """
+    fields = [str(checkpoint), str(task), str(method), d, float(lr), int(seed)]
+    key = json.dumps(fields + (["stop_at"] if early_stop else []))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
@@ -114,7 +129,15 @@ class Record:
 
     @property
     def run_id(self) -> str:
-        return run_id(self.checkpoint, self.task, self.method, self.d, self.lr, self.seed)
+        return run_id(
+            self.checkpoint,
+            self.task,
+            self.method,
+            self.d,
+            self.lr,
+            self.seed,
+            self.stop_at is not None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
@@ -170,6 +193,30 @@ def write_record(out_dir: str | Path, record: Record) -> Path:
     path = record_path(out_dir, record.run_id)
     atomic_write_json(path, record.to_json())
     return path
+
+
+FAILED_DIR = "failed"  # failed records set aside for a retry: OUT/failed/<run_id>.<time>.json
+
+
+def set_aside_failed(
+    out_dir: str | Path, which: Callable[[Record], bool] = lambda r: True
+) -> list[str]:
+    """Move the failed records that `which` selects out of OUT/records (into OUT/failed, kept for
+    their error message), so that the search asks for those runs again: a failure's cause
+    (a wrong device, a full disk, a bug since fixed) may be gone. Returns their run ids.
+
+    Drivers call it once when they start, never in their loop: a run that fails again stays
+    failed until the next start, so a deterministic error is not retried forever."""
+    moved = []
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    for rec in read_records(out_dir):
+        if rec.status != "failed" or not which(rec):
+            continue
+        target = Path(out_dir) / FAILED_DIR / f"{rec.run_id}.{stamp}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(record_path(out_dir, rec.run_id), target)
+        moved.append(rec.run_id)
+    return moved
 
 
 def has_record(out_dir: str | Path, rid: str) -> bool:

@@ -156,11 +156,14 @@ def d90_rows(records: Iterable[Record], cfg: SearchConfig | None = None) -> list
         groups.setdefault((r.checkpoint, r.task), []).append(r)
     # A row for every method measured anywhere: a checkpoint whose full fine-tuning is not
     # computable has no subspace records, yet its SAID and DID cells are "not computable".
-    methods = sorted({r.method for r in records if r.method != "full"}, key=_method_rank)
+    measured = {r.method for r in records if r.method != "full"}
+    planned = {m for r in records for m in (r.config.get("methods") or []) if m in _METHOD_ORDER}
+    methods = sorted((measured | planned) - {"full"}, key=_method_rank)
     rows = []
-    for group in groups.values():
+    for pair, group in groups.items():
         group_cfg = cfg or search_config_of(group)
-        for row in summarize(group, group_cfg, methods):
+        # over all the records, as `intdim status` replays it: LR hints come from other checkpoints
+        for row in summarize(records, group_cfg, methods, only=[pair]):
             rows.append({**row, "seed": group_cfg.seed})
     rows.sort(key=lambda r: (_model_order(r["checkpoint"]), r["task"], _method_rank(r["method"])))
     return rows
@@ -218,6 +221,21 @@ def trajectory_not_reached(
     return out
 
 
+def trajectory_not_computable(
+    records: Iterable[Record], cfg: SearchConfig | None = None
+) -> dict[tuple[str, str], list[int]]:
+    """(task, method) -> updates of the checkpoints where d90 is not computable (full fine-tuning
+    or its 90% does not beat the majority class, or training was unstable). The paper leaves
+    them out; they are drawn as crosses along the bottom so an empty stretch is not misread."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for row in d90_rows(records, cfg):
+        updates = updates_of(row["checkpoint"])
+        if row["method"] == "full" or row["status"] != "not_computable" or updates is None:
+            continue
+        out.setdefault((row["task"], row["method"]), []).append(updates)
+    return out
+
+
 @_styled
 def trajectory_figure(
     records: Iterable[Record], cfg: SearchConfig | None = None
@@ -225,9 +243,10 @@ def trajectory_figure(
     records = list(records)
     series = trajectory_series(records, cfg)
     above = trajectory_not_reached(records, cfg)
+    missing = trajectory_not_computable(records, cfg)
     if not series and not above:
         return Skipped("no pretraining checkpoint (checkpoint_<updates>) has a d90 yet")
-    keys = sorted(set(series) | set(above), key=lambda k: (k[0], _method_rank(k[1])))
+    keys = sorted(set(series) | set(above) | set(missing), key=lambda k: (k[0], _method_rank(k[1])))
     several_methods = len({method for _, method in keys}) > 1
     colors = _task_colors(task for task, _ in keys)
     fig, ax = _new_figure(6.4, 4.0)
@@ -259,7 +278,8 @@ def trajectory_figure(
     # Lower bounds share one spot when several tasks reach nothing at the same checkpoint:
     # spread them a little along x, and join each to its task's next measured d90 (dotted).
     span = max([u for pts in series.values() for u, *_ in pts]
-               + [u for bs in above.values() for u, _ in bs] + [1])  # fmt: skip
+               + [u for bs in above.values() for u, _ in bs]
+               + [u for us in missing.values() for u in us] + [1])  # fmt: skip
     bounded = [k for k in keys if k in above]
     for i, (task, method) in enumerate(bounded):
         shift = (i - (len(bounded) - 1) / 2) * 0.012 * span
@@ -275,6 +295,16 @@ def trajectory_figure(
     if above:
         ax.plot([], [], linestyle="none", marker="^", markerfacecolor="none", color="0.4",
                 label=r"$d_{90}$ above $d_{max}$")  # fmt: skip
+    # Not computable: crosses on the bottom edge (x in data, y in axes coordinates).
+    bottom = ax.get_xaxis_transform()
+    for i, key in enumerate(k for k in keys if k in missing):
+        xs = [u + (i * 0.008 * span) for u in missing[key]]
+        ax.plot(xs, [0.03] * len(xs), linestyle="none", marker="x", markersize=6,
+                color=colors[key[0]], transform=bottom, clip_on=False,
+                label=None if key in series or key in above else labels[key])  # fmt: skip
+    if missing:
+        ax.plot([], [], linestyle="none", marker="x", color="0.4",
+                label="not computable (at the bottom)")  # fmt: skip
     ys = [v for pts in series.values() for p in pts for v in (p.d90, p.lo) if v is not None]
     _log_axis(ax, "y", ys + [d for bounds in above.values() for _, d in bounds])
     ax.set_xlim(left=-0.04 * span)  # updates start at 0 (the paper's Figure 2); room for markers
@@ -299,6 +329,7 @@ class AccuracyCurve:
     full_metric: float | None
     threshold: float | None
     d90: int | None
+    majority: float | None = None  # the majority class's eval value
 
 
 def default_curve_checkpoints(records: Iterable[Record]) -> dict[str, list[str]]:
@@ -357,6 +388,7 @@ def accuracy_curves(
                 full_metric=base.get("full_metric"),
                 threshold=base.get("threshold"),
                 d90=searches[(checkpoint, task, method)]["d90"],
+                majority=base.get("majority"),
             )
         )
     curves.sort(key=lambda c: (c.task, _model_order(c.checkpoint), _method_rank(c.method)))
@@ -395,6 +427,8 @@ def accuracy_figure(
                 ax.axhline(c.threshold, color=color, linestyle="--", linewidth=1.0)
             if c.full_metric is not None:
                 ax.axhline(c.full_metric, color=color, linestyle=":", linewidth=1.0)
+            if c.majority is not None:
+                ax.axhline(c.majority, color="0.55", linestyle="-.", linewidth=0.8)
         _log_axis(ax, "x", [p[0] for c in curves if c.task == task for p in c.points])
         ax.set_title(_task_label(task))
         ax.set_xlabel("Subspace dimension $d$")
@@ -422,10 +456,12 @@ class GeneralizationPoint:
 
 
 def defining_run(records: Iterable[Record], row: dict[str, Any]) -> Record | None:
-    """The run that defines d90 of a search row: among the ok runs at d = hi (= d90), the one with
-    the best eval value (ties: the smaller LR). The paper selects "the training accuracy that
-    provides us with the best evaluation metrics" (section 5.3), so this is deliberately the best
-    eval value, not the search's own choice at a point (the reaching run with the fewest steps)."""
+    """The run that defines d90 of a search row: among the ok runs at d = hi (= d90) trained to
+    their budget (`stop_at` null: the search's final run, a sweep's run, or every run when
+    early stopping is off), the one with the best eval value (ties: the smaller LR). A run
+    stopped at the threshold is never used: its accuracy is ~0.9 x full by construction. The
+    paper selects "the training accuracy that provides us with the best evaluation metrics"
+    (section 5.3), hence the best eval value."""
     at_hi = [
         r
         for r in records
@@ -433,6 +469,7 @@ def defining_run(records: Iterable[Record], row: dict[str, Any]) -> Record | Non
         == (row["checkpoint"], row["task"], row["method"], row["hi"], row["seed"])
         and r.status == "ok"
         and r.eval_value is not None
+        and r.stop_at is None
     ]
     return min(at_hi, key=lambda r: (-r.eval_value, r.lr), default=None)  # type: ignore[operator]
 
@@ -481,7 +518,7 @@ def eval_accuracy_figure(
 ) -> Figure | Skipped:
     points = generalization_points(records, method, cfg)
     if not points:
-        return Skipped("no search has a d90 yet")
+        return Skipped("no search has a d90 whose run was trained to its budget yet (final_run)")
     return _scatter_by_task(
         [(p.task, p.d90, p.eval_value) for p in points],
         ylabel="Evaluation accuracy",
@@ -663,8 +700,8 @@ def _cell(row: dict[str, Any] | None) -> str:
 TABLE_NOTES = (
     "Numbers are d90 = hi, the upper end of the search's final bracket [lo, hi]: the smallest d "
     "measured that reached 90% of full fine-tuning; `intdim status` shows the brackets.",
-    "≤N: d_min = N already reached. >N: not reached even at d_max = N. n/c: not computable (full "
-    "fine-tuning does not beat the majority class, or subspace training was unstable). "
+    "≤N: d_min = N already reached. >N: not reached even at d_max = N. n/c: not computable (90% "
+    "of full fine-tuning does not beat the majority class, or training was unstable). "
     "—: no finished search (not started, running or failed).",
 )
 
@@ -740,7 +777,7 @@ def _legend_right(ax: Axes) -> None:
 
 
 def _baseline_legend(fig: Figure) -> None:
-    """One legend for all panels (a checkpoint has one color everywhere), plus the two baselines."""
+    """One legend for all panels (a checkpoint has one color everywhere), plus the baselines."""
     from matplotlib.lines import Line2D
 
     entries: dict[str, Any] = {}
@@ -749,6 +786,7 @@ def _baseline_legend(fig: Figure) -> None:
             entries.setdefault(label, handle)
     entries["90% of full fine-tuning"] = Line2D([], [], color="0.3", linestyle="--", linewidth=1)
     entries["full fine-tuning"] = Line2D([], [], color="0.3", linestyle=":", linewidth=1)
+    entries["majority class"] = Line2D([], [], color="0.55", linestyle="-.", linewidth=0.8)
     fig.legend(list(entries.values()), list(entries), loc="outside right upper", frameon=False)
 
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from intdim.io import check_writable_dir
 from probe.report import PLOTS_DIR, load_records, plot_records, table_markdown
 
 
 def plot_command(dir: str) -> int:
     """Write the figures into DIR/plots/ and print each written path, then what was skipped."""
     records = load_records(dir)
-    report = plot_records(records, Path(dir) / PLOTS_DIR)
+    out = Path(dir) / PLOTS_DIR
+    check_writable_dir(out, "the plots directory", "make it writable, or copy DIR (its records/ "
+                       "or probe/records/) somewhere writable and plot that")  # fmt: skip
+    report = plot_records(records, out)
     for path in report.written:
         print(path)
     for name, reason in report.skipped.items():

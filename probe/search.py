@@ -13,9 +13,11 @@ it already submitted.
 
 The rules (docs/probe.md has the long version):
 - Full fine-tuning first, once per LR in `full_lrs`; the full metric is the best eval value.
-  If it does not beat the majority class, or every full run is unstable: "not computable".
-- threshold = threshold_fraction * full metric. A subspace run "reaches" when its best eval
-  value is >= threshold; runs get the threshold as `stop_at` so the trainer can stop them there.
+  threshold = threshold_fraction * full metric. "Not computable" when every full run is
+  unstable, or the threshold does not beat the majority class (then a subspace run could "reach"
+  it while answering the majority class; this includes full fine-tuning that does not beat it).
+- A subspace run "reaches" when its best eval value is >= threshold (so it beats the majority
+  class too); search runs get the threshold as `stop_at` so the trainer can stop them there.
 - A point d is resolved once all its LRs have finished. It is "reached" if any LR reached,
   "unstable" if every LR's loss turned NaN/inf, "failed" if a run failed (an error) and none
   reached, else "not_reached". Unstable counts as not reached.
@@ -26,12 +28,16 @@ The rules (docs/probe.md has the long version):
 - Each round proposes k log-spaced interior points of [lo, hi] (k = 1: the geometric midpoint,
   the paper's binary search). The search ends when hi/lo <= ratio. An untested end is tested
   last: d_max, to tell "not reached" from d90 = d_max; d_min, to tell d90 = d_min from a bracket.
-- LRs per point: d >= lr_reuse_below gets fixed_lr alone. Below it, the first point gets the
-  whole grid `lrs`; later points reuse the best LR of the nearest (log distance) point that ran
-  the grid, or of `lr_hints` (best LRs from a sweep) when given. `lr_reuse_below: null` and
-  `reuse_best_lr: false` give the full grid everywhere (Section 4 of the paper).
+- LRs per point (paper 5.1): d >= lr_reuse_below gets fixed_lr alone. Below it, the best LR of
+  the nearest d in the search's LR hints when it has any (`lr_hints`: "previous", the best LRs
+  per d of the closest earlier pretraining checkpoint in the same records; or a directory of
+  records, e.g. a sweep's), else the whole grid `lrs` at every d. The hints a search starts with
+  are written into its records and read back from them, so a search never changes LRs midway.
+  `reuse_best_lr: true` (a cheaper, biased shortcut) reuses the first grid point's best LR.
+- Once d90 is found, its run is trained again to its budget (`final_run`): the accuracy and the
+  generalization gap at d90 (Figures 4-5) are not those of a run stopped at the threshold.
 - A failed point stops the search only if it matters: if it lies strictly inside the bracket
-  once the rest of its round is counted. Delete its record to retry it.
+  once the rest of its round is counted. The driver retries failed runs when it is run again.
 - Sweep mode (Figure 1): every point of a fixed log grid between d_min and d_max with the whole
   LR grid and no early stopping; d90 and the bracket come from the curve by the same rule.
 """
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +54,7 @@ from intdim.errors import UserError
 from probe.records import Record, run_id
 
 MODES = ("search", "sweep")
+HINTS_PREVIOUS, HINTS_NONE = "previous", "none"
 SUBSPACE_METHODS = ("did", "said")
 _EPS = 1e-12  # a run that lands exactly on the threshold has reached it, despite float rounding
 
@@ -61,11 +69,16 @@ class SearchConfig:
     # The LR grid for subspace training (the paper searched four). These are starting values:
     # tune them with a sweep on your model, whose best LRs `best_lrs` hands back as lr_hints.
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
-    lr_reuse_below: int | None = 10_000  # d below: grid, then reuse the best LR; null: grid always
+    lr_reuse_below: int | None = 10_000  # d below: per-d LRs (hints or grid); null: everywhere
     fixed_lr: float = 1e-2  # the one LR for d >= lr_reuse_below (paper 5.1)
-    reuse_best_lr: bool = True
+    # Per-d LRs below lr_reuse_below: "previous" (the closest earlier checkpoint_<n> in the same
+    # records), "none" (the grid at every d), or a directory of records (a sweep's OUT).
+    lr_hints: str = HINTS_PREVIOUS
+    reuse_best_lr: bool = False  # true: no hints -> the first grid point's best LR everywhere
+    final_run: bool = True  # retrain the d90 run to its budget (Figures 4-5)
     threshold_fraction: float = 0.9  # d90: 90% of the full fine-tuning metric
-    full_lrs: list[float] = field(default_factory=lambda: [2e-5])  # full fine-tuning LR grid
+    # full fine-tuning LR grid: RoBERTa's GLUE recipe (the best eval value is the full solution)
+    full_lrs: list[float] = field(default_factory=lambda: [1e-5, 2e-5, 3e-5])
     seed: int = 0  # seed of every run (projection, head init, data order)
     early_stop: bool = True  # give search runs the threshold as a stopping target
     sweep_points: int = 100  # sweep mode: points on the log grid between d_min and d_max
@@ -96,6 +109,8 @@ class SearchConfig:
             raise bad(f"sweep_points must be >= 2, got {self.sweep_points}")
         if self.seed < 0:
             raise bad(f"seed must be >= 0, got {self.seed}")
+        if not self.lr_hints:
+            raise bad('lr_hints must be "previous", "none" or a directory of records')
         self.lrs = [float(x) for x in self.lrs]
         self.full_lrs = [float(x) for x in self.full_lrs]
         self.fixed_lr = float(self.fixed_lr)
@@ -115,8 +130,28 @@ class SearchKey:
 
 
 @dataclass(frozen=True)
+class LRHints:
+    """The best LR per d a search takes its LRs from, and where they came from."""
+
+    source: str  # "none", a checkpoint id, or "<records dir>:<checkpoint id>"
+    lrs: tuple[tuple[int, float], ...] = ()
+
+    @classmethod
+    def of(cls, source: str, lrs: Mapping[int, float]) -> LRHints:
+        return cls(source, tuple(sorted((int(d), float(lr)) for d, lr in lrs.items())))
+
+    def to_json(self) -> dict:
+        return {"from": self.source, "lrs": {str(d): lr for d, lr in self.lrs}}
+
+    @classmethod
+    def from_json(cls, obj: Mapping) -> LRHints:
+        return cls.of(str(obj.get("from", "?")), {int(d): lr for d, lr in obj["lrs"].items()})
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """One training run to do. `stop_at` is the early-stopping target (None: train to the end)."""
+    """One training run to do. `stop_at` is the early-stopping target (None: train to the end).
+    `lr_hints` (search runs) goes into the record, which freezes the search's LR rule."""
 
     checkpoint: str
     task: str
@@ -125,14 +160,29 @@ class RunSpec:
     lr: float
     seed: int
     stop_at: float | None = None
+    lr_hints: LRHints | None = None
 
     @property
     def run_id(self) -> str:
-        return run_id(self.checkpoint, self.task, self.method, self.d, self.lr, self.seed)
+        return run_id(
+            self.checkpoint,
+            self.task,
+            self.method,
+            self.d,
+            self.lr,
+            self.seed,
+            self.stop_at is not None,
+        )
 
     def record_fields(self) -> dict:
         """The fields a Record of this run carries to say which run it is."""
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        del out["lr_hints"]
+        return out
+
+    def record_config(self) -> dict:
+        """What the run adds to its record's config (the search's LR hints)."""
+        return {} if self.lr_hints is None else {"lr_hints": self.lr_hints.to_json()}
 
 
 @dataclass(frozen=True)
@@ -159,6 +209,8 @@ class SearchResult:
     unstable: tuple[int, ...] = ()  # points where every LR was unstable
     noisy: tuple[int, ...] = ()  # not-reached points above d90 (ignored by the monotone rule)
     rounds: int = 0
+    majority: float | None = None  # the majority class's eval value (from the full runs)
+    final: Record | None = None  # the d90 run trained to its budget (final_run), once done
 
 
 @dataclass(frozen=True)
@@ -172,6 +224,7 @@ class SearchState:
     full_metric: float | None
     threshold: float | None
     rounds: int  # rounds fully resolved so far
+    majority: float | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -240,19 +293,82 @@ def best_lrs(records: Iterable[Record], key: SearchKey, seed: int = 0) -> dict[i
     return out
 
 
-class _Index:
-    """The finished records that belong to one search, by (d, lr)."""
+_CHECKPOINT_N = re.compile(r"^checkpoint_(\d+)$")  # pretraining checkpoints (pretrain/)
 
-    def __init__(self, records: Iterable[Record], key: SearchKey, seed: int) -> None:
+
+def natural_key(text: str) -> list:
+    """checkpoint_9000 before checkpoint_10000."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def lr_hints_for(
+    records: Iterable[Record],
+    cfg: SearchConfig,
+    key: SearchKey,
+    hint_records: Iterable[Record] = (),
+) -> LRHints:
+    """The LR hints of the search `key`: the ones its first recorded run used (a search never
+    changes LRs midway), else what `cfg.lr_hints` names, found now:
+    - "previous": best LRs per d of the closest earlier checkpoint_<n> in `records` (same task,
+      method and seed) that has any;
+    - "none": none (the grid at every d);
+    - a directory: `hint_records`, read from it by the caller; of their checkpoints with hints
+      for this task and method, the last one.
+    """
+    records = list(records)
+    own = [
+        r
+        for r in records
+        if (r.checkpoint, r.task, r.method, r.seed) == (*_key3(key), cfg.seed)
+        and isinstance(r.config.get("lr_hints"), Mapping)
+    ]
+    if own:
+        first = min(own, key=lambda r: (r.finished_at, r.run_id))
+        return LRHints.from_json(first.config["lr_hints"])
+    if cfg.lr_hints == HINTS_NONE:
+        return LRHints(HINTS_NONE)
+    if cfg.lr_hints == HINTS_PREVIOUS:
+        m = _CHECKPOINT_N.match(key.checkpoint)
+        if m is None:  # a model, not a pretraining checkpoint: there is no "previous"
+            return LRHints(HINTS_NONE)
+        pool = [
+            r
+            for r in records
+            if (mm := _CHECKPOINT_N.match(r.checkpoint)) and int(mm[1]) < int(m[1])
+        ]
+        prefix = ""
+    else:
+        pool, prefix = list(hint_records), f"{cfg.lr_hints}:"
+    for ckpt in sorted({r.checkpoint for r in pool}, key=natural_key, reverse=True):
+        hints = best_lrs(pool, SearchKey(ckpt, key.task, key.method), cfg.seed)
+        if hints:
+            return LRHints.of(prefix + ckpt, hints)
+    return LRHints(HINTS_NONE)
+
+
+def _key3(key: SearchKey) -> tuple[str, str, str]:
+    return key.checkpoint, key.task, key.method
+
+
+class _Index:
+    """The finished records that belong to one search, by (d, lr): `runs` holds the search's own
+    runs (stopped at the threshold when `early_stop`), `budget` the runs trained to their budget
+    (a sweep's, the final run's)."""
+
+    def __init__(self, records: Iterable[Record], key: SearchKey, seed: int, early: bool) -> None:
         self.full: dict[float, Record] = {}
         self.runs: dict[tuple[int, float], Record] = {}
+        self.budget: dict[tuple[int, float], Record] = {}
         for r in records:
             if r.checkpoint != key.checkpoint or r.task != key.task or r.seed != seed:
                 continue
             if r.method == "full":
                 self.full[r.lr] = r
             elif r.method == key.method:
-                self.runs[(r.d, r.lr)] = r  # type: ignore[index]
+                if (r.stop_at is not None) == early:
+                    self.runs[(r.d, r.lr)] = r  # type: ignore[index]
+                if r.stop_at is None:
+                    self.budget[(r.d, r.lr)] = r  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------- the replay
@@ -260,46 +376,54 @@ class _Index:
 
 def _full_phase(
     idx: _Index, cfg: SearchConfig, key: SearchKey
-) -> tuple[list[RunSpec], SearchResult | None, float | None, float | None]:
-    """Full fine-tuning: (runs still needed, a terminal result or None, full metric, threshold)."""
+) -> tuple[list[RunSpec], SearchResult | None, float | None, float | None, float | None]:
+    """Full fine-tuning: (runs still needed, a terminal result or None, full metric, threshold,
+    majority)."""
     missing = [lr for lr in cfg.full_lrs if lr not in idx.full]
     if missing:
         specs = [RunSpec(key.checkpoint, key.task, "full", None, lr, cfg.seed) for lr in missing]
-        return specs, None, None, None
+        return specs, None, None, None, None
     recs = [idx.full[lr] for lr in cfg.full_lrs]
+    baselines = [r.majority_baseline for r in recs if r.majority_baseline is not None]
+    majority = max(baselines) if baselines else None
     ok = [r for r in recs if r.status == "ok"]
     if not ok:
         failed = [r for r in recs if r.status == "failed"]
         if failed:
-            why = f"full fine-tuning failed ({failed[0].error}); delete record {failed[0].run_id}"
-            return [], SearchResult("failed", reason=why + " to retry"), None, None
+            why = f"full fine-tuning failed ({failed[0].error}); run the command again to retry"
+            return [], SearchResult("failed", reason=why, majority=majority), None, None, majority
         why = "full fine-tuning was unstable (loss NaN/inf) at every LR"
-        return [], SearchResult("not_computable", reason=why), None, None
+        result = SearchResult("not_computable", reason=why, majority=majority)
+        return [], result, None, None, majority
     full = max(r.eval_value for r in ok)  # type: ignore[type-var]
-    baselines = [r.majority_baseline for r in ok if r.majority_baseline is not None]
-    if baselines and full <= max(baselines) + _EPS:
-        why = (
-            f"full fine-tuning ({full:.4f}) does not beat the majority class ({max(baselines):.4f})"
+    threshold = cfg.threshold_fraction * full
+    if majority is not None and threshold <= majority + _EPS:
+        if full <= majority + _EPS:
+            why = f"full fine-tuning ({full:.4f}) does not beat the majority class ({majority:.4f})"
+        else:
+            why = (
+                f"the threshold {threshold:.4f} ({cfg.threshold_fraction:g} x full fine-tuning "
+                f"{full:.4f}) does not beat the majority class ({majority:.4f}): a run answering "
+                "the majority class would reach it"
+            )
+        result = SearchResult(
+            "not_computable", full_metric=full, threshold=threshold, reason=why, majority=majority
         )
-        return [], SearchResult("not_computable", full_metric=full, reason=why), full, None
-    return [], None, full, cfg.threshold_fraction * full
+        return [], result, full, threshold, majority
+    return [], None, full, threshold, majority
 
 
 def _lrs_for(
-    d: int,
-    cfg: SearchConfig,
-    grid_points: Mapping[int, float],
-    lr_hints: Mapping[int, float] | None,
+    d: int, cfg: SearchConfig, grid_points: Mapping[int, float], hints: LRHints
 ) -> tuple[float, ...]:
     """The LRs to try at d (see the module docstring). grid_points: d -> best LR of earlier
     points that ran the whole grid."""
     if cfg.lr_reuse_below is not None and d >= cfg.lr_reuse_below:
         return (cfg.fixed_lr,)
-    if cfg.reuse_best_lr:
-        source = lr_hints if lr_hints else grid_points
-        near = _nearest(d, source)
-        if near is not None:
-            return (float(source[near]),)
+    source = dict(hints.lrs) or (grid_points if cfg.reuse_best_lr else {})
+    near = _nearest(d, source)
+    if near is not None:
+        return (float(source[near]),)
     return tuple(cfg.lrs)
 
 
@@ -397,16 +521,30 @@ def search_state(
     cfg: SearchConfig,
     key: SearchKey,
     lr_hints: Mapping[int, float] | None = None,
+    hint_records: Iterable[Record] = (),
 ) -> SearchState:
-    """Replay the search over the finished records (see the module docstring)."""
-    idx = _Index(records, key, cfg.seed)
-    full_specs, verdict, full, threshold = _full_phase(idx, cfg, key)
+    """Replay the search over the finished records (see the module docstring).
+
+    `records` may hold other searches' records (a whole OUT): "previous" LR hints come from
+    them. `lr_hints` (d -> LR) overrides the hints; `hint_records` are those of the directory
+    that `cfg.lr_hints` names, read by the caller."""
+    records = list(records)
+    early = cfg.mode == "search" and cfg.early_stop
+    idx = _Index(records, key, cfg.seed, early)
+    full_specs, verdict, full, threshold, majority = _full_phase(idx, cfg, key)
     if cfg.mode == "sweep":
-        return _sweep_state(idx, cfg, key, full_specs, verdict, full, threshold)
+        return _sweep_state(idx, cfg, key, full_specs, verdict, full, threshold, majority)
     if full_specs or verdict is not None:
-        return SearchState(tuple(full_specs), verdict, None, None, full, threshold, 0)
+        return SearchState(tuple(full_specs), verdict, None, None, full, threshold, 0, majority)
     assert full is not None and threshold is not None
-    stop_at = threshold if cfg.early_stop else None
+    stop_at = threshold if early else None
+    if lr_hints is not None:
+        hints = LRHints.of("given", lr_hints)
+    else:
+        hints = lr_hints_for(records, cfg, key, hint_records)
+
+    def state(pending, result, lo, hi, rounds) -> SearchState:
+        return SearchState(tuple(pending), result, lo, hi, full, threshold, rounds, majority)
 
     points: dict[int, Point] = {}
     grid_points: dict[int, float] = {}  # d -> best LR, for points that ran the whole grid
@@ -414,22 +552,23 @@ def search_state(
     while True:
         result = _finish(points, cfg, full, threshold, rounds)
         if result is not None:
-            return SearchState((), result, result.lo, result.hi, full, threshold, rounds)
+            result = dataclasses.replace(result, majority=majority)
+            return _with_final_run(result, points, idx, cfg, key, hints, early, state)
         round_ds = [d for d in _next_round(points, cfg) if d not in points]
         if not round_ds:  # cannot happen with a valid config; guard against an endless loop
             raise RuntimeError(f"d90 search made no progress with points {sorted(points)}")
-        plan = {d: _lrs_for(d, cfg, grid_points, lr_hints) for d in round_ds}
+        plan = {d: _lrs_for(d, cfg, grid_points, hints) for d in round_ds}
         resolved = {d: _resolve(d, lrs, idx, threshold) for d, lrs in plan.items()}
         waiting = [d for d, p in resolved.items() if p is None]
         if waiting:
             lo, _, hi, _ = _bracket(points, cfg)
-            pending = tuple(
-                RunSpec(key.checkpoint, key.task, key.method, d, lr, cfg.seed, stop_at)
+            pending = [
+                RunSpec(key.checkpoint, key.task, key.method, d, lr, cfg.seed, stop_at, hints)
                 for d in waiting
                 for lr in plan[d]
                 if (d, lr) not in idx.runs
-            )
-            return SearchState(pending, None, lo, hi, full, threshold, rounds)
+            ]
+            return state(pending, None, lo, hi, rounds)
         rounds += 1
         for d, p in resolved.items():
             assert p is not None
@@ -441,13 +580,31 @@ def search_state(
             lo, _, hi, _ = _bracket(points, cfg)
             why = (
                 f"runs at d = {blocker.d} failed and d lies inside the bracket [{lo}, {hi}]; "
-                "delete their records (status failed) to retry"
+                "run the command again to retry them"
             )
             ordered = tuple(points[d] for d in sorted(points))
             result = SearchResult(
-                "failed", None, lo, hi, full, threshold, why, ordered, rounds=rounds
-            )
-            return SearchState((), result, lo, hi, full, threshold, rounds)
+                "failed", None, lo, hi, full, threshold, why, ordered, rounds=rounds,
+                majority=majority,
+            )  # fmt: skip
+            return state((), result, lo, hi, rounds)
+
+
+def _with_final_run(result, points, idx, cfg, key, hints, early, state) -> SearchState:
+    """The settled search, plus its d90 run trained to the budget when `final_run` asks for it
+    (pending until it has a record; with early_stop off the d90 run is that run already)."""
+    if result.status != "done" or result.d90 is None:
+        return state((), result, result.lo, result.hi, result.rounds)
+    best_lr = points[result.d90].best_lr
+    if best_lr is None:  # cannot happen for a reached point; keep the result as it is
+        return state((), result, result.lo, result.hi, result.rounds)
+    final = idx.budget.get((result.d90, best_lr))
+    if final is None and early and cfg.final_run:
+        spec = RunSpec(key.checkpoint, key.task, key.method, result.d90, best_lr, cfg.seed,
+                       None, hints)  # fmt: skip
+        return state((spec,), result, result.lo, result.hi, result.rounds)
+    result = dataclasses.replace(result, final=final)
+    return state((), result, result.lo, result.hi, result.rounds)
 
 
 def _sweep_state(
@@ -458,10 +615,15 @@ def _sweep_state(
     verdict: SearchResult | None,
     full: float | None,
     threshold: float | None,
+    majority: float | None,
 ) -> SearchState:
     """Sweep mode: all grid points at once, whole LR grid, no early stopping (Figure 1)."""
+
+    def state(pending, result, lo, hi, rounds) -> SearchState:
+        return SearchState(tuple(pending), result, lo, hi, full, threshold, rounds, majority)
+
     if verdict is not None:
-        return SearchState((), verdict, None, None, full, threshold, 0)
+        return state((), verdict, None, None, 0)
     grid = sweep_grid(cfg.d_min, cfg.d_max, cfg.sweep_points)
     pending = [
         RunSpec(key.checkpoint, key.task, key.method, d, lr, cfg.seed, None)
@@ -470,7 +632,7 @@ def _sweep_state(
         if (d, lr) not in idx.runs
     ]
     if full_specs or pending:  # sweep runs need no threshold, so they go out with full runs
-        return SearchState(tuple(full_specs + pending), None, None, None, full, threshold, 0)
+        return state(full_specs + pending, None, None, None, 0)
     assert full is not None and threshold is not None
     points = {}
     for d in grid:
@@ -484,10 +646,15 @@ def _sweep_state(
     if blocker is not None:
         lo, _, hi, _ = _bracket(points, sweep_cfg)  # type: ignore[arg-type]
         ordered = tuple(points[d] for d in sorted(points))
-        why = f"runs at d = {blocker.d} failed inside the bracket [{lo}, {hi}]; delete to retry"
+        why = f"runs at d = {blocker.d} failed inside the bracket [{lo}, {hi}]; run again to retry"
         result = SearchResult("failed", None, lo, hi, full, threshold, why, ordered, rounds=1)
     assert result is not None  # every grid point is tested, so the curve always settles
-    return SearchState((), result, result.lo, result.hi, full, threshold, 1)
+    final = None
+    if result.status == "done" and result.d90 is not None:
+        best_lr = points[result.d90].best_lr
+        final = idx.budget.get((result.d90, best_lr)) if best_lr is not None else None
+    result = dataclasses.replace(result, majority=majority, final=final)
+    return state((), result, result.lo, result.hi, 1)
 
 
 @dataclass(frozen=True)
@@ -503,20 +670,26 @@ def plan_next(
     cfg: SearchConfig,
     key: SearchKey,
     lr_hints: Mapping[int, float] | None = None,
+    hint_records: Iterable[Record] = (),
 ) -> list[RunSpec] | SearchResult:
-    """The runs the search needs next (not yet finished), or its result when it is over."""
-    state = search_state(records, cfg, key, lr_hints)
-    return state.result if state.result is not None else list(state.pending)
+    """The runs the search needs next (not yet finished), or its result when nothing is left."""
+    state = search_state(records, cfg, key, lr_hints, hint_records)
+    if state.pending or state.result is None:
+        return list(state.pending)
+    return state.result
 
 
 def full_state(
     records: Iterable[Record], cfg: SearchConfig, checkpoint: str, task: str
 ) -> SearchState:
     """Full fine-tuning alone (shared by the DID and SAID searches of a checkpoint and task):
-    the full runs still needed, or a terminal verdict, plus the full metric and threshold."""
+    the full runs still needed, or a terminal verdict, plus the full metric, threshold and the
+    majority class's value."""
     key = SearchKey(checkpoint, task)
-    specs, verdict, full, threshold = _full_phase(_Index(records, key, cfg.seed), cfg, key)
-    return SearchState(tuple(specs), verdict, None, None, full, threshold, 0)
+    specs, verdict, full, threshold, majority = _full_phase(
+        _Index(records, key, cfg.seed, early=False), cfg, key
+    )
+    return SearchState(tuple(specs), verdict, None, None, full, threshold, 0, majority)
 
 
 def threshold_for(records: Iterable[Record], cfg: SearchConfig, key: SearchKey) -> float | None:

@@ -29,8 +29,10 @@ class Curve:
     """accuracy(d, lr): logistic in log d, crossing the middle of [floor, ceiling] at d_mid.
 
     The threshold is 0.9 * full; with the defaults (floor 0.5, ceiling 0.85, full 0.88) the
-    smallest d reaching 0.792 is d_star. LRs away from best_lr lose `lr_penalty` per decade;
-    LRs above unstable_lr diverge. `noise` adds seeded Gaussian noise per (d, lr).
+    smallest d reaching 0.792 is d_star (at its best LR). LRs away from the best LR lose
+    `lr_penalty` per decade; the best LR is best_lr at d_star and moves as d^-lr_slope (larger
+    subspaces want smaller steps per coordinate); LRs above unstable_lr diverge. `noise` adds
+    seeded Gaussian noise per (d, lr).
     """
 
     d_star: float = 1000.0
@@ -39,6 +41,7 @@ class Curve:
     full: float = 0.88
     width: float = 0.6  # logistic width in ln(d) units
     best_lr: float = 1e-2
+    lr_slope: float = 0.0
     lr_penalty: float = 0.05
     unstable_lr: float | None = None
     unstable_d_above: float | None = None  # with unstable_lr: only these d diverge
@@ -61,7 +64,8 @@ class Curve:
     def __call__(self, d: int, lr: float) -> float:
         z = (math.log(d) - self._mid()) / self.width
         acc = self.floor + (self.ceiling - self.floor) / (1 + math.exp(-z))
-        acc -= self.lr_penalty * abs(math.log10(lr / self.best_lr))
+        best = self.best_lr * (d / self.d_star) ** -self.lr_slope
+        acc -= self.lr_penalty * abs(math.log10(lr / best))
         if self.noise:
             acc += random.Random(f"{self.seed}:{d}:{lr!r}").gauss(0, self.noise)
         if d in self.flips:
@@ -92,7 +96,7 @@ class StepModel:
 
 def fake_run(spec: RunSpec, curve: Curve, steps: StepModel, majority: float = 0.5) -> Record:
     """The record the real trainer would write for `spec`, from the synthetic curve."""
-    common = dict(spec.record_fields(), finished_at="")
+    common = dict(spec.record_fields(), finished_at="", config=spec.record_config())
     if spec.method == "full":
         return Record(
             status="ok",

@@ -11,39 +11,49 @@ task, and its compute is counted once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from probe.records import Record
-from probe.search import SUBSPACE_METHODS, SearchConfig, SearchKey, full_state, search_state
+from probe.search import (
+    SUBSPACE_METHODS,
+    SearchConfig,
+    SearchKey,
+    full_state,
+    natural_key,
+    search_state,
+)
 
-COLUMNS = ("checkpoint", "task", "method", "full", "thresh", "d90", "bracket", "status", "runs",
-           "pending", "steps", "wall")  # fmt: skip
+COLUMNS = ("checkpoint", "task", "method", "full", "majority", "thresh", "d90", "bracket",
+           "status", "runs", "pending", "steps", "wall")  # fmt: skip
 
-
-def _natural(text: str) -> list[Any]:
-    # checkpoint_9000 before checkpoint_10000
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+_natural = natural_key  # checkpoint_9000 before checkpoint_10000
 
 
 def summarize(
     records: Iterable[Record],
     cfg: SearchConfig | None = None,
     methods: Sequence[str] | None = None,
+    hint_records: Iterable[Record] = (),
+    only: Iterable[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows in checkpoint (natural order), task, method order.
 
-    Each row: checkpoint, task, method, metric, full_metric, threshold, d90, lo, hi, status
-    (running | done | not_reached | not_computable | failed), reason, runs ({ok, unstable,
-    failed}), pending (runs the search still needs), rounds, steps and wall_seconds spent.
-    `methods` adds rows for searches that have not started yet (e.g. ["said"]).
+    Each row: checkpoint, task, method, metric, full_metric, majority (the majority class's
+    eval value), threshold, d90, lo, hi, status (running | done | not_reached | not_computable
+    | failed), reason, runs ({ok, unstable, failed}), pending (runs the search still needs),
+    rounds, steps and wall_seconds spent. `methods` adds rows for searches that have not started
+    yet (e.g. ["said"]). `records` may span a whole OUT (LR hints come from other checkpoints);
+    `only` limits the rows to some (checkpoint, task) pairs.
     """
     cfg = cfg or SearchConfig()
     records = list(records)
+    hint_records = list(hint_records)
+    wanted_pairs = None if only is None else set(only)
     groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
     for r in records:
-        groups.setdefault((r.checkpoint, r.task), {}).setdefault(r.method, []).append(r)
+        if wanted_pairs is None or (r.checkpoint, r.task) in wanted_pairs:
+            groups.setdefault((r.checkpoint, r.task), {}).setdefault(r.method, []).append(r)
     rows = []
     for (checkpoint, task), by_method in groups.items():
         wanted = set(by_method) | {"full"} | set(methods or ())
@@ -52,7 +62,8 @@ def summarize(
             if method == "full":
                 state = full_state(records, cfg, checkpoint, task)
             else:
-                state = search_state(records, cfg, SearchKey(checkpoint, task, method))
+                key = SearchKey(checkpoint, task, method)
+                state = search_state(records, cfg, key, hint_records=hint_records)
             result = state.result
             if method == "full" and result is None and not state.pending:
                 status, reason = "done", ""
@@ -70,6 +81,7 @@ def summarize(
                     "method": method,
                     "metric": metric,
                     "full_metric": state.full_metric,
+                    "majority": state.majority,
                     "threshold": state.threshold,
                     "d90": result.d90 if result else None,
                     "lo": state.lo if method != "full" else None,
@@ -133,6 +145,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         row["task"],
         row["method"],
         _num(row["full_metric"]),
+        _num(row.get("majority")),
         _num(row["threshold"]),
         _d(row["d90"]),
         bracket,

@@ -277,7 +277,9 @@ def _rows_delimited(path: Path, src: LocalSource) -> Iterable[tuple[int, dict[st
     # GLUE tsv files are not quoted: a `"` inside a sentence is text (QUOTE_NONE, as GLUE's
     # own readers do). csv files follow RFC 4180 quoting.
     quoting = csv.QUOTE_NONE if src.format == "tsv" else csv.QUOTE_MINIMAL
-    with path.open(encoding="utf-8", newline="") as f:
+    # utf-8-sig: GLUE's MRPC files start with a byte-order mark, which would otherwise become
+    # part of the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         columns = list(src.columns)
         if src.header:
@@ -297,7 +299,7 @@ def _rows_delimited(path: Path, src: LocalSource) -> Iterable[tuple[int, dict[st
 
 
 def _rows_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # a byte-order mark is skipped, as for tsv/csv
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -31,9 +31,16 @@ from typing import Any
 
 from intdim.errors import UserError
 from probe.config import ProbeConfig
-from probe.driver import RunEnv, check_compatible, describe_record, failed_record, make_env
+from probe.driver import (
+    RunEnv,
+    check_compatible,
+    describe_record,
+    failed_record,
+    hint_records,
+    make_env,
+)
 from probe.journal import Attempt, Journal
-from probe.records import has_record, read_records, write_record
+from probe.records import Record, has_record, read_records, set_aside_failed, write_record
 from probe.search import RunSpec, SearchKey, SearchResult, plan_next
 from probe.tasks import load_task_spec
 from slurm.backend import Backend
@@ -139,7 +146,7 @@ def probe_job(spec: RunSpec, env: RunEnv, out: str) -> str:
         import torch
 
         torch.set_num_threads(int(cpus))
-    if has_record(out, spec.run_id):
+    if has_record(out, spec.run_id):  # a failed record was set aside before resubmission
         return spec.run_id
     _fault(spec)
     rec = run_one(spec, env)
@@ -181,7 +188,9 @@ class Watcher:
         for task, folder in cfg.data_dirs.items():
             if not Path(folder).is_dir():
                 raise UserError(f"data_dirs.{task} = {folder} is not a directory")
+        self.hint_records = hint_records(cfg.search)
         self._recover()
+        self._retry_failed()
 
     @property
     def max_parallel(self) -> int:
@@ -208,6 +217,16 @@ class Watcher:
                 else:  # never reached the scheduler (or this executor cannot tell): resubmit
                     entry.attempts.pop()
                 self.journal.save(entry)
+
+    def _retry_failed(self) -> None:
+        """Runs recorded failed (out of retries) get another round of attempts at every start:
+        their cause may be fixed. Their records are set aside (OUT/failed/) and their journal
+        entries start over."""
+        for rid in set_aside_failed(self.out):
+            entry = self.journal.get(rid)
+            entry.attempts.clear()
+            self.journal.save(entry)
+            self.log(f"retrying run {rid}, which failed before (its record: {self.out}/failed/)")
 
     # -- one poll -----------------------------------------------------------------------------
 
@@ -251,18 +270,15 @@ class Watcher:
 
     def plan(self, checkpoints: list[Path]) -> tuple[list[tuple[RunSpec, RunEnv]], bool]:
         """(runs wanted now, whether every search of these checkpoints has a result)."""
-        records = read_records(self.out)
-        by_key: dict[tuple[str, str], list] = {}
-        for r in records:
-            by_key.setdefault((r.checkpoint, r.task), []).append(r)
+        records: list[Record] = read_records(self.out)  # all: "previous" LR hints read them
         wanted: dict[str, tuple[RunSpec, RunEnv]] = {}
         settled = True
         for ckpt in checkpoints:
             for task in self.cfg.tasks:
                 env = self.env(ckpt, task)
-                recs = by_key.get((ckpt.name, env.task), [])
                 for method in self.cfg.methods:
-                    todo = plan_next(recs, self.cfg.search, SearchKey(ckpt.name, env.task, method))
+                    key = SearchKey(ckpt.name, env.task, method)
+                    todo = plan_next(records, self.cfg.search, key, None, self.hint_records)
                     if isinstance(todo, SearchResult):
                         continue
                     settled = False

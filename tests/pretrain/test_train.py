@@ -210,3 +210,119 @@ def test_bad_settings_fail_with_one_clear_line(tmp_path, corpus, cache_dir, extr
     with pytest.raises(UserError, match=message) as err:
         main(tiny_config(tmp_path / "bad", corpus, cache_dir, **extra))
     assert "\n" not in str(err.value)
+
+
+# -- bad input: one clear line, nothing half-written ---------------------------------------------
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, corpus, cache_dir):
+    """Two updates, checkpoints 0 and 2: what the resume tests copy and resume."""
+    run_dir = tmp_path_factory.mktemp("small") / "run"
+    main(tiny_config(run_dir, corpus, cache_dir, max_updates=2, save_interval_updates=2))
+    return run_dir
+
+
+def copy_run(small_run, tmp_path):
+    import shutil
+
+    return shutil.copytree(small_run, tmp_path / "run")
+
+
+def test_checkpoint_files_get_the_umask_mode_not_0600(small_run):
+    from intdim.io import FILE_MODE
+
+    for path in (small_run / "checkpoints/checkpoint_2").iterdir():
+        assert path.stat().st_mode & 0o777 == FILE_MODE, path.name  # model.safetensors was 0600
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [({"seed": 7}, ["seed: 1 then, 7 now"]),
+     ({"optim.lr": 0.01}, ["optim.lr: 0.001 then, 0.01 now"]),
+     ({"seed": 7, "optim.lr": 0.01, "objective.mask_prob": 0.2},
+      ["seed:", "optim.lr:", "objective.mask_prob:", "allow_changed_settings=["]),
+     ({"model.preset": "roberta_base"},
+      ["model.preset: 'roberta_tiny' then, 'roberta_base' now"])],
+)  # fmt: skip
+def test_resuming_with_settings_that_change_the_run_is_refused(small_run, tmp_path, corpus,
+                                                              cache_dir, extra, named):  # fmt: skip
+    run_dir = copy_run(small_run, tmp_path)
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    cfg = tiny_config(run_dir, corpus, cache_dir, max_updates=4, save_interval_updates=2, **extra)
+    with pytest.raises(UserError) as err:
+        main(cfg)
+    line = str(err.value)
+    assert "\n" not in line and "run_dir" in line, line
+    assert all(n in line for n in named), line
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing trained or written
+
+
+def test_allowed_changes_resume(small_run, tmp_path, corpus, cache_dir):
+    run_dir = copy_run(small_run, tmp_path)
+    # bookkeeping (max_updates, intervals, logging) may change; named keys may too
+    main(tiny_config(run_dir, corpus, cache_dir, max_updates=3, save_interval_updates=3,
+                     log_interval=1, allow_changed_settings="[optim.lr]",
+                     **{"optim.lr": 0.002}))  # fmt: skip
+    assert [u for u, _ in complete_checkpoints(run_dir)] == [0, 2, 3]
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["update"] == 3
+    assert log[-1]["lr"] == pytest.approx(0.002 * 2 / 5)  # the new LR (warmup 5), not the saved
+    with pytest.raises(UserError, match="allow_changed_settings names 'optim.lrr'"):
+        main(tiny_config(run_dir, corpus, cache_dir, allow_changed_settings="[optim.lrr]"))
+
+
+def test_resuming_another_model_shape_is_one_line(small_run, tmp_path, corpus, cache_dir):
+    run_dir = copy_run(small_run, tmp_path)
+    cfg = tiny_config(run_dir, corpus, cache_dir, max_updates=4, save_interval_updates=2,
+                      allow_changed_settings="[model]", **{"model.hidden_size": 32})  # fmt: skip
+    with pytest.raises(UserError, match=r"checkpoint_2 does not fit the model .*size mismatch"):
+        main(cfg)
+
+
+@pytest.mark.parametrize("file", ["model.safetensors", "optimizer.pt", "trainer_state.pt"])
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_checkpoint_file_on_resume_is_one_line(small_run, tmp_path, corpus, cache_dir,
+                                                         file, damage):  # fmt: skip
+    run_dir = copy_run(small_run, tmp_path)
+    path = run_dir / "checkpoints/checkpoint_2" / file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x07garbage" * 64)
+    cfg = tiny_config(run_dir, corpus, cache_dir, max_updates=4, save_interval_updates=2)
+    with pytest.raises(UserError) as err:
+        main(cfg)
+    line = str(err.value)
+    assert "\n" not in line and f"{file} is damaged" in line and "checkpoint_2" in line, line
+
+
+def test_a_run_dir_that_is_a_file_or_cannot_be_created(tmp_path, corpus, cache_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    for run_dir, says in ((blocker, "is a file"), (blocker / "run", "cannot be created")):
+        with pytest.raises(UserError, match=f"run_dir .*{says}") as err:
+            main(tiny_config(run_dir, corpus, cache_dir))
+        assert "\n" not in str(err.value)
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("text", ["", "\n\n   \n\n"])
+def test_an_empty_corpus_leaves_no_run_dir_behind(tmp_path, cache_dir, text):
+    empty = tmp_path / "empty.txt"
+    empty.write_text(text)
+    run_dir = tmp_path / "runs" / "run"
+    with pytest.raises(UserError, match="empty|no text") as err:
+        main(tiny_config(run_dir, empty, tmp_path / "cache"))
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_reusing_the_binarised_corpus_is_logged_only_when_it_was_there(tmp_path, corpus, caplog):
+    import logging
+
+    from pretrain import train
+
+    caplog.set_level(logging.INFO)
+    cache = tmp_path / "cache"  # fresh: this run writes the shards
+    for run_dir, reused in ((tmp_path / "one", False), (tmp_path / "two", True)):
+        caplog.clear()
+        run = train.setup(tiny_config(run_dir, corpus, cache, max_updates=2))
+        train.cleanup(run)
+        assert ("reusing binarised corpus" in caplog.text) == reused, caplog.text

@@ -1,6 +1,7 @@
 """`intdim d90`, `intdim probe`, `intdim status` through the real argument parser."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def one_error_line(capsys) -> str:
     "extra,match",
     [
         (["finetune.max_stepz=3"], "max_stepz"),
-        (["finetune.max_steps=ten"], "max_steps"),
+        (["finetune.subspace_max_steps=ten"], "subspace_max_steps"),
         (["search.k=["], "bad override value"),
         (["search.ratio=1"], "ratio must be > 1"),
         (["nokey"], "not of the form key=value"),
@@ -115,7 +116,7 @@ def test_unknown_task_missing_data_and_missing_model(tiny_ckpt, sst2_dir, tmp_pa
     assert (
         main([*base, "--model", str(missing), "--task", "sst2", "--data-dir", str(sst2_dir)]) == 2
     )
-    assert "cannot load" in one_error_line(capsys)
+    assert f"model {missing} does not exist" in one_error_line(capsys)
 
     assert main(["status", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in one_error_line(capsys)
@@ -140,3 +141,99 @@ def test_shipped_probe_configs_load_and_say_how_to_run_them():
     )
     tiny = load_config(ProbeConfig, CONFIGS / "tiny.yaml")
     assert len(tiny.tasks) == 2 and tiny.search.d_max <= 2000
+
+
+# ----------------------------------------------------------------------------- models and --out
+
+
+def damaged_copy(ckpt, tmp_path, damage: str):
+    import shutil
+
+    copy = shutil.copytree(ckpt, tmp_path / "run" / "checkpoints" / "checkpoint_3")
+    weights = copy / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x07junk" * 99)
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_model_safetensors_is_one_line(tiny_ckpt, sst2_dir, tmp_path, capsys, damage):
+    ckpt = damaged_copy(tiny_ckpt, tmp_path, damage)
+    assert main(d90_args(ckpt, sst2_dir, tmp_path / "out")) == 2
+    assert "model.safetensors is damaged" in one_error_line(capsys)
+    args = ["probe", "--checkpoint", str(ckpt), "--config", TINY, f"data_dirs.sst2={sst2_dir}"]
+    assert main(args) == 2
+    assert "model.safetensors is damaged" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run" / "probe").exists()
+
+
+@pytest.mark.parametrize("model", ["./no/such/dir", "runs/x/checkpoints/checkpoint_5", "~/nope_x"])
+def test_a_local_path_that_does_not_exist_is_not_taken_for_a_hub_id(
+    sst2_dir, tmp_path, capsys, monkeypatch, model
+):
+    import huggingface_hub
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked about a local path")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", no_hub)
+    assert main(d90_args(model, sst2_dir, tmp_path / "out")) == 2
+    assert f"model {model} does not exist" in one_error_line(capsys)
+
+
+def test_a_pretraining_run_dir_as_model_says_which_checkpoint_to_pass(tmp_path, sst2_dir, capsys):
+    run = tmp_path / "run"
+    for n in (20, 100, 9):
+        (run / "checkpoints" / f"checkpoint_{n}").mkdir(parents=True)
+    assert main(d90_args(run, sst2_dir, tmp_path / "out")) == 2
+    line = one_error_line(capsys)
+    assert "is a pretraining run directory" in line and "checkpoints/checkpoint_100" in line
+    assert f"intdim watch {run}" in line
+
+
+def test_a_hub_id_offline_and_not_cached_fails_at_once(sst2_dir, tmp_path, capsys, monkeypatch):
+    import time
+
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    model = "intdim-tests/no-such-model"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    start = time.monotonic()
+    assert main(d90_args(model, sst2_dir, tmp_path / "out")) == 2
+    line = one_error_line(capsys)
+    assert "not in the local Hugging Face cache" in line and "HF_HUB_OFFLINE=1" in line
+
+    def unreachable(*a, **k):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    assert main(d90_args(model, sst2_dir, tmp_path / "out")) == 2
+    line = one_error_line(capsys)
+    assert "not in the local Hugging Face cache and the hub cannot be reached" in line
+    assert "HF_HUB_OFFLINE=1" in line
+    assert time.monotonic() - start < 10  # no retry loop
+
+
+def test_an_unwritable_out_fails_before_any_training(tiny_ckpt, sst2_dir, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for out, says in ((blocker, "is a file"), (blocker / "out", "cannot be created")):
+        assert main(d90_args(tiny_ckpt, sst2_dir, out)) == 2
+        assert re.search(f"--out .*{says}", one_error_line(capsys))
+        assert main(d90_args(tiny_ckpt, sst2_dir, tmp_path / "ok", f"out={out}")) == 2
+        assert says in one_error_line(capsys)
+        args = ["probe", "--checkpoint", str(tiny_ckpt), "--config", TINY, f"out={out}", QUIET]
+        assert main(args) == 2
+        assert says in one_error_line(capsys)
+    assert not (tmp_path / "ok").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_out_fails_before_any_training(tiny_ckpt, sst2_dir, tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o555)
+    assert main(d90_args(tiny_ckpt, sst2_dir, out)) == 2
+    assert "is not writable" in one_error_line(capsys)
+    assert not (out / "records").exists()

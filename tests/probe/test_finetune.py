@@ -10,7 +10,17 @@ from probe.encode import DataKey, encoded_task
 from probe.finetune import FinetuneConfig, evaluate, finetune, warmup_linear
 from probe.search import RunSpec
 
-FT = FinetuneConfig(batch_size=16, max_steps=60, eval_every=10, max_seq_len=32, progress=False)
+FT = FinetuneConfig(
+    batch_size=16,
+    full_epochs=None,
+    full_max_steps=60,
+    subspace_epochs=None,
+    subspace_max_steps=60,
+    weight_decay=0.0,
+    eval_every=10,
+    max_seq_len=32,
+    progress=False,
+)
 
 
 def key(ckpt, task, folder, **kw):
@@ -50,19 +60,35 @@ def test_mrpc_reports_f1_as_well(tiny_ckpt, mrpc_dir):
 
 def test_stop_at_threshold_ends_the_run_at_the_first_evaluation_reaching_it(tiny_ckpt, sst2_dir):
     task = encoded_task(key(tiny_ckpt, "sst2", sst2_dir))
-    whole = finetune(spec("said", 200, 3e-2), str(tiny_ckpt), task, FT)
-    stopped = finetune(spec("said", 200, 3e-2, stop_at=0.7), str(tiny_ckpt), task, FT)
-    assert whole.steps == 60 and whole.eval_metrics["accuracy"] >= 0.7
+    whole = finetune(spec("said", 200, 1e-1), str(tiny_ckpt), task, FT)
+    stopped = finetune(spec("said", 200, 1e-1, stop_at=0.9), str(tiny_ckpt), task, FT)
+    assert whole.steps == 60 and whole.eval_metrics["accuracy"] >= 0.9
     assert stopped.stopped == "stop_at" and stopped.steps < 60
-    assert stopped.eval_metrics["accuracy"] >= 0.7 and stopped.steps == stopped.best_step
+    assert stopped.eval_metrics["accuracy"] >= 0.9 and stopped.steps == stopped.best_step
 
 
-def test_patience_stops_a_run_that_does_not_improve(tiny_ckpt, sst2_dir):
+def test_patience_stops_a_full_run_that_does_not_improve(tiny_ckpt, sst2_dir):
     task = encoded_task(key(tiny_ckpt, "sst2", sst2_dir))
-    cfg = FinetuneConfig(**{**FT.__dict__, "patience": 2, "max_steps": 100})
+    cfg = FinetuneConfig(**{**FT.__dict__, "patience": 2, "full_max_steps": 100})
     # lr far too small: the metric never moves, so two evaluations end the run
-    out = finetune(spec("said", 20, 1e-7), str(tiny_ckpt), task, cfg)
+    out = finetune(spec("full", None, 1e-9), str(tiny_ckpt), task, cfg)
     assert out.stopped == "patience" and out.steps == 30 and out.best_step == 10
+
+
+def test_patience_never_stops_a_subspace_run(tiny_ckpt, sst2_dir):
+    """A subspace run stopped for patience might have reached the threshold later: it would
+    change whether its d reaches. It trains to its budget (or to the threshold)."""
+    task = encoded_task(key(tiny_ckpt, "sst2", sst2_dir))
+    cfg = FinetuneConfig(**{**FT.__dict__, "patience": 1, "subspace_max_steps": 40})
+    out = finetune(spec("said", 20, 1e-7), str(tiny_ckpt), task, cfg)
+    assert out.stopped == "budget" and out.steps == 40
+
+
+def test_full_and_subspace_runs_have_their_own_budgets(tiny_ckpt, sst2_dir):
+    task = encoded_task(key(tiny_ckpt, "sst2", sst2_dir))
+    cfg = FinetuneConfig(**{**FT.__dict__, "full_max_steps": 20, "subspace_max_steps": 30})
+    assert finetune(spec("full"), str(tiny_ckpt), task, cfg).steps == 20
+    assert finetune(spec("said", 20, 1e-2), str(tiny_ckpt), task, cfg).steps == 30
 
 
 @pytest.mark.parametrize("method,d", [("full", None), ("said", 50), ("did", 50)])
@@ -107,16 +133,24 @@ def test_warmup_then_linear_decay_to_zero():
     assert f(10) == 1.0 and math.isclose(f(55), 0.5) and f(100) == 0.0
 
 
-def test_planned_steps_takes_the_smaller_budget():
-    assert FinetuneConfig(max_steps=1000, epochs=2, batch_size=10).planned_steps(100) == 20
-    assert FinetuneConfig(max_steps=5, epochs=2, batch_size=10).planned_steps(100) == 5
-    assert FinetuneConfig(max_steps=None, epochs=0.5, batch_size=10).planned_steps(95) == 5
+def test_planned_steps_takes_the_smaller_budget_of_the_runs_kind():
+    cfg = FinetuneConfig(full_max_steps=1000, full_epochs=2, batch_size=10)
+    assert cfg.planned_steps(100, "full") == 20
+    assert FinetuneConfig(full_max_steps=5, full_epochs=2, batch_size=10).planned_steps(100) == 5
+    cfg = FinetuneConfig(full_max_steps=None, full_epochs=0.5, batch_size=10)
+    assert cfg.planned_steps(95, "full") == 5
+    # the defaults scale with the task: 10 epochs of full fine-tuning, 20 of subspace training
+    assert FinetuneConfig(batch_size=32).planned_steps(3668, "full") == 1150  # MRPC
+    assert FinetuneConfig(batch_size=32).planned_steps(3668, "said") == 2300
+    assert FinetuneConfig(batch_size=32).planned_steps(200, "did") == 140
 
 
 @pytest.mark.parametrize(
     "kw,match",
     [
-        ({"max_steps": None, "epochs": None}, "max_steps, epochs or both"),
+        ({"full_max_steps": None, "full_epochs": None}, "full_epochs, full_max_steps or both"),
+        ({"subspace_max_steps": None, "subspace_epochs": None}, "subspace_epochs"),
+        ({"subspace_max_steps": 0}, "subspace_max_steps must be >= 1"),
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
         ({"device": "tpu"}, "device"),
         ({"precision": "fp8"}, "precision"),
@@ -131,6 +165,18 @@ def test_config_validation(kw, match):
 def test_bf16_autocast_trains_on_cpu_when_asked(tiny_ckpt, sst2_dir):
     # The GPU default; on CPU it must at least run and keep the fp32 master weights.
     task = encoded_task(key(tiny_ckpt, "sst2", sst2_dir))
-    cfg = FinetuneConfig(**{**FT.__dict__, "precision": "bf16", "max_steps": 20})
+    cfg = FinetuneConfig(**{**FT.__dict__, "precision": "bf16", "full_max_steps": 20})
     out = finetune(spec(), str(tiny_ckpt), task, cfg)
     assert out.status == "ok" and torch.get_default_dtype() == torch.float32
+
+
+def test_a_damaged_model_file_is_one_line_inside_jobs_too(tmp_path):
+    """load_model (what every run and watch job calls) reports a truncated weights file as one
+    line; the CLI checks it up front too (probe.encode.check_model_dir)."""
+    from probe.finetune import load_model
+
+    ckpt = save_tiny_checkpoint(tmp_path / "ckpt")
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(UserError, match="cannot load a model from"):
+        load_model(str(ckpt), 2)

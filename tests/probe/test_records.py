@@ -81,6 +81,7 @@ def test_run_id_is_deterministic_and_covers_every_identity_field():
         ("ckpt", "mrpc", "said", 1001, 1e-3, 0),
         ("ckpt", "mrpc", "said", 1000, 2e-3, 0),
         ("ckpt", "mrpc", "said", 1000, 1e-3, 1),
+        ("ckpt", "mrpc", "said", 1000, 1e-3, 0, True),  # stopped at the threshold
     ]
     ids = {run_id(*v) for v in variants} | {run_id(*base)}
     assert len(ids) == len(variants) + 1

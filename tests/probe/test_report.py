@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import pytest
 
@@ -219,7 +220,7 @@ def test_accuracy_curve_takes_the_best_lr_per_d_and_the_search_seed():
                       error="oom" if status == "failed" else None)  # fmt: skip
 
     full = Record("ckpt", "rte", "full", None, 2e-5, 0, "ok", eval_value=0.8,
-                  majority_baseline=0.5)  # fmt: skip
+                  majority_baseline=0.5, config={"search": {"full_lrs": [2e-5]}})  # fmt: skip
     recs = [
         full,
         run(1000, 1e-3, 0.62),
@@ -372,6 +373,29 @@ def test_a_figure_without_data_is_not_written(tmp_path, capsys):
     assert str(tmp_path / "plots" / "d90_trajectory.png") in out.splitlines()
 
 
+def test_plot_into_a_place_it_cannot_write_is_one_line(tmp_path, capsys):
+    from intdim.cli import main
+
+    for r in search("checkpoint_1000", "mrpc", "said", Curve(d_star=3000)):
+        write_record(tmp_path, r)
+    (tmp_path / "plots").write_text("a file where the plots would go")
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "plots directory" in err[0] and "is a file" in err[0], err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_plot_into_a_read_only_dir_is_one_line(tmp_path, capsys):
+    from intdim.cli import main
+
+    for r in search("checkpoint_1000", "mrpc", "said", Curve(d_star=3000)):
+        write_record(tmp_path, r)
+    (tmp_path / "plots").mkdir(mode=0o555)
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not writable" in err[0], err
+
+
 def test_records_are_found_in_the_dir_or_its_probe_dir(run_dir, tmp_path):
     assert find_probe_dir(run_dir) == run_dir / "probe"
     assert find_probe_dir(run_dir / "probe") == run_dir / "probe"
@@ -440,3 +464,48 @@ def test_accuracy_figure_draws_one_panel_per_task(records):
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["MRPC", "QQP", "SST-2"]
     assert all(ax.get_xscale() == "log" for ax in panels)
+
+
+# ----------------------------------------------------------------------------- what not to misread
+
+
+def test_figures_4_and_5_use_the_d90_run_trained_to_its_budget():
+    """A search run stops at the threshold, so its accuracy is ~0.9 x full by construction; the
+    d90 run trained again to its budget (final_run) is what Figures 4-5 plot."""
+    recs = search("checkpoint_1000", "mrpc", "said", Curve(d_star=3000))
+    [final] = [r for r in recs if r.method == "said" and r.stop_at is None]
+    stopped = [r for r in recs if r.method == "said" and r.d == final.d and r.stop_at is not None]
+    (p,) = generalization_points(recs)
+    assert p.eval_value == final.eval_value and p.lr == final.lr
+    assert final.eval_value > max(r.eval_value for r in stopped)  # it trained on past the stop
+    # without it, no point: the stopped runs are never used
+    assert generalization_points([r for r in recs if r is not final]) == []
+
+
+def test_trajectory_marks_not_computable_checkpoints(records):
+    from probe.report import trajectory_not_computable
+
+    # mrpc at the random init: both methods' searches (DID and SAID were run elsewhere)
+    assert trajectory_not_computable(records) == {("mrpc", "said"): [0], ("mrpc", "did"): [0]}
+    fig = trajectory_figure(records)
+    ax = fig.axes[0]
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert len(crosses) == 2 and all(abs(ln.get_xdata()[0]) < 0.05 * 100_000 for ln in crosses)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "not computable (at the bottom)" in labels
+
+
+def test_table_says_nc_for_a_search_whose_threshold_does_not_beat_majority():
+    """Full fine-tuning 0.56 against a majority class of 0.53: 0.9 x 0.56 is below it, so no
+    subspace run is ever made; the table must not say "no d90 searches yet"."""
+    full = Record("checkpoint_0", "rte", "full", None, 2e-5, 0, "ok", eval_value=0.56,
+                  majority_baseline=0.53,
+                  config={"methods": ["said"], "search": {"full_lrs": [2e-5]}})  # fmt: skip
+    text = table_markdown([full])
+    assert "| checkpoint_0 | n/c |" in text and "no d90 searches yet" not in text
+
+
+def test_accuracy_figure_draws_the_majority_class(records):
+    fig = accuracy_figure(records)
+    majority = [ln for ax in fig.axes for ln in ax.lines if ln.get_linestyle() == "-."]
+    assert majority and all(set(ln.get_ydata()) == {0.5} for ln in majority)

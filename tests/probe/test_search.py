@@ -44,7 +44,14 @@ def full_record(value: float = FULL, majority: float = 0.5, lr: float = 2e-5, **
     )
 
 
+def full_records(value: float = FULL, majority: float = 0.5, **kw) -> list[Record]:
+    """Full fine-tuning at every LR of the default grid (the search waits for all of them)."""
+    return [full_record(value, majority, lr=lr, **kw) for lr in SearchConfig().full_lrs]
+
+
 def sub_record(d: int, lr: float, value: float | None, status: str = "ok", **kw) -> Record:
+    """A search run's record (stopped at the threshold, as the search asks)."""
+    kw.setdefault("stop_at", THRESHOLD)
     return Record(
         checkpoint=KEY.checkpoint,
         task=KEY.task,
@@ -81,7 +88,10 @@ def test_binary_search_brackets_a_monotone_curve(d_star):
     assert r.lo < d_star <= r.hi + 1  # the true crossing lies in the bracket (integer rounding)
     assert r.threshold == pytest.approx(THRESHOLD) and r.full_metric == FULL
     # the paper's k = 1 binary search needs ceil(log2(ln(40000) / ln(1.25))) = 6 rounds here
-    assert r.rounds == 6 and out.rounds == 7  # + the full fine-tuning round
+    assert r.rounds == 6 and out.rounds == 8  # + the full fine-tuning round and the final run
+    # the d90 run, trained again to its budget (Figures 4-5 read it)
+    assert r.final is not None and (r.final.d, r.final.stop_at) == (r.d90, None)
+    assert r.final.lr == {p.d: p.best_lr for p in r.points}[r.d90]
     # every resolved point agrees with the curve
     for p in r.points:
         assert (p.outcome == "reached") == (Curve(d_star=d_star)(p.d, p.best_lr) >= THRESHOLD)
@@ -91,7 +101,7 @@ def test_k_points_per_round_bracket_in_fewer_rounds():
     seen_rounds = []
 
     def check(todo, records):
-        if todo[0].method != "full":
+        if todo[0].method != "full" and todo[0].stop_at is not None:  # not the final run
             seen_rounds.append(sorted({s.d for s in todo}))
 
     out1 = drive(SearchConfig(k=1), KEY, Curve(d_star=2345))
@@ -193,7 +203,7 @@ def lrs_by_d(records: list[Record]) -> dict[int, set[float]]:
     return out
 
 
-def test_lr_grid_once_then_reuse_below_and_fixed_above():
+def test_lr_grid_at_every_d_below_and_fixed_above():
     cfg = SearchConfig(lrs=[1e-3, 3e-3, 1e-2, 3e-2], fixed_lr=5e-3, lr_reuse_below=10_000)
     curve = Curve(d_star=900, best_lr=3e-3, lr_penalty=0.02)
     out = drive(cfg, KEY, curve)
@@ -201,23 +211,31 @@ def test_lr_grid_once_then_reuse_below_and_fixed_above():
     above = {d: lrs for d, lrs in by_d.items() if d >= 10_000}
     below = {d: lrs for d, lrs in by_d.items() if d < 10_000}
     assert above and all(lrs == {5e-3} for lrs in above.values())
+    # no LR hints (the first checkpoint): the whole grid at every d below 10^4 (paper, section 4)
+    assert len(below) > 3 and all(len(lrs) == 4 for lrs in below.values())
+    assert out.result.status == "done" and out.result.lo < 900 <= out.result.hi
+
+
+def test_reuse_best_lr_is_the_grid_once_then_its_best():
+    cfg = SearchConfig(lrs=[1e-3, 3e-3, 1e-2, 3e-2], fixed_lr=5e-3, reuse_best_lr=True)
+    curve = Curve(d_star=900, best_lr=3e-3, lr_penalty=0.02)
+    out = drive(cfg, KEY, curve)
+    below = {d: lrs for d, lrs in lrs_by_d(out.records).items() if d < 10_000}
     grid_ds = [d for d, lrs in below.items() if len(lrs) == 4]
     assert grid_ds == [1414]  # the first point below 10^4 ran the whole grid
     # every later point below 10^4 reused the grid's best LR: 3e-3 reaches fastest there
     assert all(lrs == {3e-3} for d, lrs in below.items() if d != 1414)
-    assert out.result.status == "done" and out.result.lo < 900 <= out.result.hi
 
 
-def test_lr_reuse_takes_the_grid_points_best():
-    # Without a fixed-LR region the first point (20000) runs the grid; 1414 reuses its best.
-    cfg = SearchConfig(lr_reuse_below=None, lrs=[1e-3, 1e-2])
-    st = search_state(
-        [full_record(), sub_record(20000, 1e-3, 0.80), sub_record(20000, 1e-2, 0.85)],
-        cfg,
-        KEY,
-    )
-    # 20000 reached with both LRs, equal steps (0): the higher eval value wins -> 1e-2
-    assert {s.lr for s in st.pending} == {1e-2} and {s.d for s in st.pending} == {1414}
+def test_reusing_one_lr_biases_d90_when_the_best_lr_depends_on_d():
+    """The shortcut (one grid point's LR everywhere) against the grid at every d, on a task
+    whose best LR falls with d: reusing a large d's LR leaves small d short of the threshold."""
+    curve = Curve(d_star=3000, best_lr=3e-3, lr_slope=0.5, lr_penalty=0.06, width=0.9)
+    grid = drive(SearchConfig(lr_reuse_below=None), KEY, curve).result
+    reuse = drive(SearchConfig(lr_reuse_below=None, reuse_best_lr=True), KEY, curve).result
+    assert grid.status == reuse.status == "done"
+    assert grid.lo < 3000 <= grid.hi + 1  # per-d LRs find the crossing of the best LR
+    assert reuse.d90 > 1.25 * grid.d90  # the shortcut does not
 
 
 def test_no_reuse_gives_the_grid_everywhere():
@@ -233,14 +251,14 @@ def test_lr_hints_from_a_sweep():
     hints = best_lrs(sweep_out.records, KEY)
     assert set(hints) == {100, 1000, 10_000} and hints[1000] == 1e-3
     cfg = SearchConfig(lrs=[1e-3, 1e-2], lr_reuse_below=10_000)
-    todo = plan_next([full_record(), sub_record(20000, 1e-2, 0.85)], cfg, KEY, lr_hints=hints)
+    todo = plan_next([*full_records(), sub_record(20000, 1e-2, 0.85)], cfg, KEY, lr_hints=hints)
     assert [(s.d, s.lr) for s in todo] == [(1414, 1e-3)]  # no grid: the sweep already chose
 
 
 def test_best_lr_prefers_reaching_fastest():
-    cfg = SearchConfig(lr_reuse_below=None, lrs=[1e-3, 1e-2])
+    cfg = SearchConfig(lr_reuse_below=None, lrs=[1e-3, 1e-2], reuse_best_lr=True)
     recs = [
-        full_record(),
+        *full_records(),
         sub_record(20000, 1e-3, 0.80, steps=300),
         sub_record(20000, 1e-2, 0.85, steps=900),
     ]
@@ -279,17 +297,17 @@ def test_every_run_unstable_is_not_computable():
 
 
 def test_failed_run_inside_the_bracket_stops_the_search():
-    recs = [full_record(), sub_record(20000, 1e-2, None, status="failed")]
+    recs = [*full_records(), sub_record(20000, 1e-2, None, status="failed")]
     r = plan_next(recs, SearchConfig(), KEY)
     assert isinstance(r, SearchResult) and r.status == "failed"
-    assert "d = 20000" in r.reason and "delete" in r.reason
+    assert "d = 20000" in r.reason and "run the command again" in r.reason
 
 
 def test_failed_run_outside_the_bracket_is_ignored():
     cfg = SearchConfig(k=3)
     pts = interior_points(100, 4_000_000, 3)
     recs = [
-        full_record(),
+        *full_records(),
         sub_record(pts[0], 1e-2, 0.85),  # reached
         sub_record(pts[1], 1e-2, None, status="failed"),  # above hi: cannot matter
         sub_record(pts[2], 1e-2, 0.85),
@@ -303,7 +321,7 @@ def test_failed_run_outside_the_bracket_is_ignored():
 
 
 def test_failed_full_run():
-    r = plan_next([full_record(status="failed", error="OOM")], SearchConfig(), KEY)
+    r = plan_next([*full_records(status="failed", error="OOM")], SearchConfig(), KEY)
     assert r.status == "failed" and "OOM" in r.reason
 
 
@@ -324,18 +342,41 @@ def test_full_fine_tuning_is_proposed_first():
 
 
 def test_not_computable_when_full_does_not_beat_majority():
-    r = plan_next([full_record(0.52, majority=0.53)], SearchConfig(), KEY)
+    r = plan_next([*full_records(0.52, majority=0.53)], SearchConfig(), KEY)
     assert isinstance(r, SearchResult) and r.status == "not_computable"
     assert "majority class" in r.reason and r.full_metric == 0.52
 
 
+@pytest.mark.parametrize(
+    "full,majority",
+    [(0.56, 0.53), (0.703, 0.684)],  # RTE and MRPC with MiniLM (the issue that found this)
+)
+def test_not_computable_when_the_threshold_does_not_beat_majority(full, majority):
+    """Full fine-tuning beats the majority class, 90% of it does not: a subspace run answering
+    the majority class would "reach" the threshold, so no d90 is reported, whatever the runs."""
+    recs = [*full_records(full, majority=majority)]
+    r = plan_next(recs, SearchConfig(), KEY)
+    assert isinstance(r, SearchResult) and r.status == "not_computable"
+    assert r.threshold == pytest.approx(0.9 * full) and r.majority == majority
+    assert "does not beat the majority class" in r.reason and f"{majority:.4f}" in r.reason
+    # runs that exist (e.g. from an older intdim) change nothing
+    recs.append(sub_record(100, 1e-2, majority))
+    assert plan_next(recs, SearchConfig(), KEY).status == "not_computable"
+
+
+def test_the_threshold_just_above_majority_is_computable():
+    r = search_state([*full_records(0.60, majority=0.53)], SearchConfig(), KEY)
+    assert r.result is None and r.threshold == pytest.approx(0.54) and r.majority == 0.53
+    assert all(s.stop_at == pytest.approx(0.54) for s in r.pending)
+
+
 def test_not_computable_when_full_is_unstable():
-    r = plan_next([full_record(status="unstable")], SearchConfig(), KEY)
+    r = plan_next([*full_records(status="unstable")], SearchConfig(), KEY)
     assert r.status == "not_computable" and "unstable" in r.reason
 
 
 def test_early_stop_off_gives_no_target():
-    todo = plan_next([full_record()], SearchConfig(early_stop=False), KEY)
+    todo = plan_next([*full_records()], SearchConfig(early_stop=False), KEY)
     assert todo and all(s.stop_at is None for s in todo)
 
 
@@ -463,14 +504,74 @@ def test_search_key_rejects_full():
         SearchKey("c", "t", "full")
 
 
-def test_hints_from_an_earlier_checkpoint_skip_the_grid():
+def test_hints_from_the_previous_checkpoint_give_one_lr_per_d():
     cfg = SearchConfig()
-    earlier = SearchKey("checkpoint_10000", KEY.task, KEY.method)
+    earlier = SearchKey("checkpoint_500", KEY.task, KEY.method)
     curve = Curve(d_star=900, best_lr=3e-3, lr_penalty=0.02)
     first = drive(cfg, earlier, curve)
+    grid = {d: lrs for d, lrs in lrs_by_d(first.records).items() if d < 10_000}
+    assert all(len(lrs) == 4 for lrs in grid.values())  # no earlier checkpoint: the grid
     hints = best_lrs(first.records, earlier)
-    # only the grid point chose an LR; fixed-LR and reused-LR points are not hints
-    assert hints == {1414: 3e-3}
-    later = drive(cfg, KEY, curve, lr_hints=hints)
-    assert all(len(lrs) == 1 for lrs in lrs_by_d(later.records).values())
-    assert later.result.d90 == first.result.d90 and later.steps < first.steps
+    assert set(hints) == set(grid)  # fixed-LR points chose no LR: they are not hints
+    later = drive(cfg, KEY, curve, records=first.records)  # checkpoint_1000, same OUT
+    own = [r for r in later.records if r.checkpoint == KEY.checkpoint and r.method != "full"]
+    for r in own:
+        if r.d < 10_000:
+            near = min(hints, key=lambda h: (abs(math.log(h) - math.log(r.d)), h))
+            assert r.lr == hints[near]
+        assert r.config["lr_hints"]["from"] == "checkpoint_500"
+    assert later.result.d90 == first.result.d90
+    assert sum(r.steps for r in own) < first.steps
+
+
+def test_a_search_keeps_the_hints_it_started_with():
+    """Hints are read back from the search's first record: a checkpoint probed later in between
+    (the watcher probes several at once) does not change the LRs of a search under way."""
+    cfg = SearchConfig()
+    curve = Curve(d_star=900, best_lr=3e-3, lr_penalty=0.02)
+    first = drive(cfg, SearchKey("checkpoint_500", KEY.task, KEY.method), curve)
+    started = []
+
+    def stop_after_one_round(todo, records):
+        if todo[0].method != "full":
+            started.append(todo)
+            raise StopIteration
+
+    with pytest.raises(StopIteration):
+        drive(cfg, KEY, curve, records=first.records, on_round=stop_after_one_round)
+    recs = list(first.records) + [*full_records()]
+    recs += [fake_run(s, curve, StepModel()) for s in started[0]]
+    between = drive(cfg, SearchKey("checkpoint_700", KEY.task, KEY.method), Curve(d_star=900))
+    recs += between.records  # now the closest earlier checkpoint would be checkpoint_700
+    todo = plan_next(recs, cfg, KEY)
+    assert isinstance(todo, list) and todo
+    assert all(s.lr_hints is not None and s.lr_hints.source == "checkpoint_500" for s in todo)
+
+
+def test_no_previous_checkpoint_for_a_model_id():
+    """ "previous" means an earlier pretraining checkpoint_<n>; other ids (models) get the grid."""
+    cfg = SearchConfig(lrs=[1e-3, 1e-2])
+    curve = Curve(d_star=900)
+    other = drive(cfg, SearchKey("checkpoint_500", KEY.task, KEY.method), curve)
+    model = SearchKey("roberta-base", KEY.task, KEY.method)
+    out = drive(cfg, model, curve, records=other.records)
+    own = [r for r in out.records if r.checkpoint == "roberta-base"]
+    below = [lrs for d, lrs in lrs_by_d(own).items() if d < 10_000]
+    assert below and all(lrs == {1e-3, 1e-2} for lrs in below)
+
+
+def test_hints_from_a_directory_of_records(tmp_path):
+    sweep = SearchConfig(mode="sweep", d_min=100, d_max=10_000, sweep_points=3, lrs=[1e-3, 1e-2])
+    curve = Curve(d_star=800, best_lr=1e-3, lr_penalty=0.02)
+    model = SearchKey("roberta-base", KEY.task, KEY.method)
+    for r in drive(sweep, model, curve).records:
+        write_record(tmp_path, r)
+    cfg = SearchConfig(lrs=[1e-3, 1e-2], lr_hints=str(tmp_path))
+    todo = plan_next(
+        [*full_records(), sub_record(20000, 1e-2, 0.85)],
+        cfg,
+        KEY,
+        hint_records=read_records(tmp_path),
+    )
+    assert [(s.d, s.lr) for s in todo] == [(1414, 1e-3)]
+    assert todo[0].lr_hints.source == f"{tmp_path}:roberta-base"

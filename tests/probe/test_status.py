@@ -26,7 +26,7 @@ def full(checkpoint: str, task: str, value: float, majority: float = 0.5, **kw) 
 
 
 def test_rows_for_finished_running_and_not_computable_searches(tmp_path):
-    cfg = SearchConfig()
+    cfg = SearchConfig(full_lrs=[2e-5])
     done = drive(cfg, SearchKey("checkpoint_20000", "mrpc", "said"), Curve(d_star=1000))
     # a second search, killed after two rounds of subspace runs
     key = SearchKey("checkpoint_9000", "mrpc", "said")
@@ -57,7 +57,8 @@ def test_rows_for_finished_running_and_not_computable_searches(tmp_path):
     assert fin["steps"] == sum(r.steps for r in sub) and fin["pending"] == 0
 
     run = by[("checkpoint_9000", "mrpc", "said")]
-    assert run["status"] == "running" and run["d90"] is None and run["pending"] == 1
+    # the third round is below 10^4, with no earlier checkpoint's hints: the whole LR grid
+    assert run["status"] == "running" and run["d90"] is None and run["pending"] == len(cfg.lrs)
     assert run["lo"] == 1414 and run["hi"] == 20000  # bracket after two rounds (d* = 5000)
 
     nc = by[("checkpoint_9000", "rte", "full")]
@@ -72,6 +73,7 @@ def test_rows_for_finished_running_and_not_computable_searches(tmp_path):
         "task",
         "method",
         "full",
+        "majority",
         "thresh",
         "d90",
         "bracket",
@@ -85,10 +87,11 @@ def test_rows_for_finished_running_and_not_computable_searches(tmp_path):
     assert f"{done.result.d90:,}" in said_line and "done" in said_line
     assert f"[{done.result.lo:,}, {done.result.hi:,}]" in said_line
     assert "notes:" in table and "does not beat the majority class" in table
+    assert "0.5000" in said_line  # the majority class's accuracy, beside full and threshold
 
 
 def test_pending_full_runs_show_on_the_full_row_only():
-    rows = summarize([], SearchConfig(), methods=["said"])
+    rows = summarize([], SearchConfig(full_lrs=[2e-5]), methods=["said"])
     assert rows == []  # no records: nothing is known about any checkpoint
     recs = [Record("c", "t", "said", 100, 1e-2, 0, "ok", eval_value=0.7)]  # full not done yet
     by = {r["method"]: r for r in summarize(recs, SearchConfig(full_lrs=[1e-5, 2e-5]))}
@@ -97,7 +100,7 @@ def test_pending_full_runs_show_on_the_full_row_only():
 
 
 def test_methods_adds_rows_for_searches_not_started():
-    rows = summarize([full("c", "t", 0.9)], SearchConfig(), methods=["did", "said"])
+    rows = summarize([full("c", "t", 0.9)], SearchConfig(full_lrs=[2e-5]), methods=["did", "said"])
     assert [r["method"] for r in rows] == ["full", "did", "said"]
     assert rows[1]["status"] == "running" and rows[1]["pending"] == 1  # the first midpoint
 
@@ -109,13 +112,13 @@ def test_counts_unstable_and_failed_and_compute():
         Record("c", "t", "said", 1000, 1e-2, 0, "failed", error="OOM", steps=0, wall_seconds=2.5),
         Record("c", "t", "said", 1000, 3e-2, 0, "ok", eval_value=0.6, steps=90, wall_seconds=30),
     ]
-    (_, said) = summarize(recs, SearchConfig())
+    (_, said) = summarize(recs, SearchConfig(full_lrs=[2e-5]))
     assert said["runs"] == {"ok": 1, "unstable": 1, "failed": 1}
     assert said["steps"] == 100 and said["wall_seconds"] == 37.5
 
 
 def test_not_reached_and_d_min_brackets_in_the_table():
-    cfg = SearchConfig()
+    cfg = SearchConfig(full_lrs=[2e-5])
     nr = drive(cfg, SearchKey("a", "t", "said"), Curve(d_star=9e6)).records
     low = drive(cfg, SearchKey("b", "t", "said"), Curve(d_star=50)).records
     table = format_status_table(summarize(nr + low, cfg))

@@ -171,6 +171,30 @@ def test_generic_jsonl_field_mapping(tmp_path):
     assert data.train == [Example("bad", None, 0)] and data.eval == [Example("good", None, 1)]
 
 
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path, fmt):
+    # GLUE's MRPC train.tsv and dev.tsv start with a UTF-8 byte-order mark.
+    bom = "\ufeff"
+    if fmt == "tsv":
+        header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+        write(tmp_path / "train.tsv", bom + tsv(header, "1\t1\t2\tA cat.\tA cat!"))
+        write(tmp_path / "dev.tsv", bom + tsv(header, "0\t3\t4\tA dog.\tA fish."))
+        spec, data_dir = load_task_spec("mrpc"), tmp_path
+        want = [Example("A cat.", "A cat!", 1)], [Example("A dog.", "A fish.", 0)]
+    else:
+        spec = load_task_spec(write(tmp_path / "r.yaml", GENERIC.format(fmt=fmt)))
+        data_dir = tmp_path / "d"
+        if fmt == "csv":  # the BOM sits before the first column's name
+            write(data_dir / "train.csv", bom + "review,stars,id\nmeh,2,1\n")
+            write(data_dir / "dev.csv", bom + "review,stars,id\nnice,4,3\n")
+        else:  # the BOM sits before the first line's {
+            write(data_dir / "train.jsonl", bom + '{"review": "meh", "stars": 2}\n')
+            write(data_dir / "dev.jsonl", bom + '{"review": "nice", "stars": 4}\n')
+        want = [Example("meh", None, 0)], [Example("nice", None, 1)]
+    data = load_examples(spec, data_dir)
+    assert (data.train, data.eval) == want
+
+
 # ----------------------------------------------------------------------------- subsampling
 
 

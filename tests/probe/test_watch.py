@@ -3,6 +3,7 @@ journal that makes restarts safe, retries, and one real run through submitit's L
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -24,11 +25,25 @@ TINY = REPO / "configs" / "probe" / "tiny.yaml"
 CURVES = {"sst2": Curve(d_star=60), "mrpc": Curve(d_star=300)}
 
 
+@pytest.fixture(autouse=True)
+def fake_identity(monkeypatch):
+    """The checkpoints here are empty directories and the tasks' data is never read (the jobs are
+    simulated): each checkpoint directory is its own model. test_watch_identity_* below uses
+    the real fingerprints."""
+    import probe.driver
+
+    monkeypatch.setattr(
+        probe.driver,
+        "run_identity",
+        lambda model, data: {"model": model, "data": data.task, "projection": "fake"},
+    )
+
+
 def fake_job(spec, env, out):
     """A probe job that trains nothing: the simulated outcome of the run (probe/simulate.py)."""
     _fault(spec)
     rec = fake_run(spec, CURVES[spec.task], StepModel())
-    write_record(out, rec)
+    write_record(out, dataclasses.replace(rec, config={**env.config, **rec.config}))
     return spec.run_id
 
 
@@ -258,7 +273,8 @@ def test_local_executor_runs_real_probe_jobs(tmp_path, tiny_ckpt, sst2_dir):
         "search.d_max=64",
         "search.ratio=8",
         "search.lrs=[0.03]",
-        "finetune.max_steps=30",
+        "finetune.full_max_steps=30",
+        "finetune.subspace_max_steps=30",
         "finetune.progress=false",
     )
     w = Watcher(

@@ -39,7 +39,8 @@ PROBE_FAST = [
     "search.d_max=1000",
     "search.ratio=8",
     "search.lrs=[0.03]",
-    "finetune.max_steps=60",
+    "finetune.full_max_steps=60",
+    "finetune.subspace_max_steps=60",
     "finetune.progress=false",
 ]
 
