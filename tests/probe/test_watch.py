@@ -164,6 +164,24 @@ def test_failing_job_is_retried_then_recorded_failed_and_the_rest_goes_on(tmp_pa
     ]
 
 
+def test_a_failed_run_is_retried_when_the_watcher_starts_again(tmp_path, monkeypatch):
+    """The cause of a failure (a wrong device, a full disk) may be fixed between two starts: the
+    next watcher sets the failed record aside and gives the run a fresh set of attempts."""
+    run = make_run(tmp_path)
+    monkeypatch.setenv(FAULT_ENV, "checkpoint_20/mrpc/full/*")
+    assert watcher(run, Backend("debug", tmp_path / "jobs"), max_retries=0).run() == 0
+    [bad] = [r for r in read_records(run / "probe") if r.status == "failed"]
+    monkeypatch.delenv(FAULT_ENV)  # fixed
+    w = watcher(run, Backend("debug", tmp_path / "jobs2"), max_retries=0)
+    assert w.run() == 0
+    recs = read_records(run / "probe")
+    assert not [r for r in recs if r.status == "failed"]
+    assert any(r.run_id == bad.run_id and r.status == "ok" for r in recs)
+    res = results(run, w.cfg, ["checkpoint_20"])
+    assert res[("checkpoint_20", "mrpc")].status == "done"
+    assert [p.name.split(".")[0] for p in (run / "probe" / "failed").iterdir()] == [bad.run_id]
+
+
 # --------------------------------------------------------------------------- restarts
 
 
