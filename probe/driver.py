@@ -88,9 +88,9 @@ class RunEnv:
 
 
 def make_env(cfg: ProbeConfig, model: str, checkpoint: str, task: str) -> RunEnv:
-    """The runs' shared environment, with the identity of what they measure: the model's body
-    weights, the task's examples and the projection (see `check_compatible`). Loads the model
-    and the data once per process (both cached)."""
+    """The runs' shared environment, with the identity of what they measure: the model's
+    weights, the task's examples and the projection (see `check_compatible`). Hashes the weight
+    files and reads the examples once per process (both cached)."""
     key = DataKey(
         model=model,
         task=task,
@@ -124,7 +124,7 @@ def run_identity(model: str, data: DataKey) -> dict[str, str]:
             data.max_eval,
             data.data_seed,
             _stamp(data.data_dir),
-        ),  # fmt: skip
+        ),
         "projection": PROJECTIONS.get(SubspaceConfig().projection).CONSTRUCTION,
     }
 
