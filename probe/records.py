@@ -59,6 +59,12 @@ def run_id(
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
+def run_id_of(run: Any) -> str:
+    """The id of a Record or a RunSpec (anything with their identity fields)."""
+    return run_id(run.checkpoint, run.task, run.method, run.d, run.lr, run.seed,
+                  run.stop_at is not None)  # fmt: skip
+
+
 def software_versions() -> dict[str, str]:
     """Versions that can change a result; read from package metadata (no heavy imports)."""
     from intdim import __version__
@@ -129,15 +135,7 @@ class Record:
 
     @property
     def run_id(self) -> str:
-        return run_id(
-            self.checkpoint,
-            self.task,
-            self.method,
-            self.d,
-            self.lr,
-            self.seed,
-            self.stop_at is not None,
-        )
+        return run_id_of(self)
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from intdim.errors import UserError
-from probe.records import Record, run_id
+from probe.records import Record, run_id_of
 
 MODES = ("search", "sweep")
 HINTS_PREVIOUS, HINTS_NONE = "previous", "none"
@@ -164,15 +164,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return run_id(
-            self.checkpoint,
-            self.task,
-            self.method,
-            self.d,
-            self.lr,
-            self.seed,
-            self.stop_at is not None,
-        )
+        return run_id_of(self)
 
     def record_fields(self) -> dict:
         """The fields a Record of this run carries to say which run it is."""
