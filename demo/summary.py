@@ -97,7 +97,7 @@ class RunSummary:
             lines.append("| " + " | ".join([t.task, *cells, mark]) + " |")
         lines += [
             "",
-            "n/c: not computable (full fine-tuning did not beat the majority class); "
+            "n/c: not computable (90% of full fine-tuning did not beat the majority class); "
             "> N: no d up to N reached 90% of full fine-tuning.",
             "",
             f"Finding: {self.verdict()}. (Paper, Figure 2: d90 falls as pretraining goes on.)",
