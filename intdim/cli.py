@@ -45,6 +45,18 @@ def _pretrain(args: argparse.Namespace) -> int:
     )
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    if args.executor is None:
+        if args.parts != 1:
+            raise UserError("--parts splits the corpus over jobs: pass --executor (slurm, local)")
+        from pretrain.prepare import run
+
+        return run(args.config, args.overrides)
+    from slurm.launch import prepare
+
+    return prepare(args.config, args.overrides, args.executor, args.cluster, args.parts)
+
+
 def _watch(args: argparse.Namespace) -> int:
     from slurm.launch import watch
 
@@ -268,6 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a probe config field (repeat)")  # fmt: skip
     pre.add_argument("--poll-seconds", type=float, help="the watcher's poll interval")
     pre.set_defaults(func=_pretrain)
+    prep = sub.add_parser(
+        "prepare",
+        help="train the tokenizer and binarise the corpus of a pretraining config (every core)",
+        description="The data step of `intdim pretrain CONFIG`, on its own: the tokenizer and "
+        "the binarised shards land in data.cache_dir under the keys pretraining looks up, so "
+        "pretraining then starts training at once. With --executor, it runs as jobs: the "
+        "tokenizer, then --parts jobs over the corpus's files (each on every core of its "
+        "node), then a merge. Reruns resume; the shards are the same bytes however made.",
+    )
+    prep.add_argument("config", help="a pretraining YAML file, e.g. configs/pretrain/tiny.yaml")
+    prep.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields")
+    prep.add_argument("--executor", choices=EXECUTORS,
+                      help="run as jobs: slurm, local (subprocesses), debug (in process); "
+                      "default: here, in this process")  # fmt: skip
+    prep.add_argument("--cluster", help="a cluster profile, configs/cluster/*.yaml (its prepare:)")
+    prep.add_argument("--parts", type=int, default=1,
+                      help="jobs the corpus's files are split over (default: 1)")  # fmt: skip
+    prep.set_defaults(func=_prepare)
     plot = sub.add_parser("plot", help="the paper's figures (PNG and PDF) from a run's records")
     plot.add_argument("dir", help="a run dir, a probe output dir, or any dir holding records/")
     plot.set_defaults(func=_plot)

@@ -32,7 +32,7 @@ RESUME_MAY_CHANGE = (
     "save_initial_checkpoint", "validate_interval_updates", "log_interval", "device", "compile",
     "compile_mode", "compile_fullgraph", "compile_loss", "compile_tune_kernels", "static_shapes",
     "padded_attention", "tensorboard", "peak_tflops", "num_threads", "allow_changed_settings",
-    "data.cache_dir", "data.max_valid_blocks",
+    "data.cache_dir", "data.max_valid_blocks", "data.workers",
 )  # fmt: skip
 
 
@@ -50,6 +50,9 @@ class DataConfig:
     max_valid_blocks: int = 256  # validation loss is computed over at most this many blocks
     shard_tokens: int = 100_000_000  # tokens per memory-mapped shard file
     demo_documents: int = 400  # size of the "demo" corpus
+    # Processes that binarise the corpus; null: every core this process may use. The shards are
+    # the same whatever the number (pretrain/shards.py).
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.tokens_per_sample < 8:
@@ -58,6 +61,8 @@ class DataConfig:
             raise UserError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if self.shard_tokens < 1024:
             raise UserError(f"data.shard_tokens must be >= 1024, got {self.shard_tokens}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"data.workers must be >= 1 (or null: every core), got {self.workers}")
 
 
 @dataclass

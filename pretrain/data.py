@@ -3,11 +3,11 @@
 1. A corpus is raw text in fairseq's layout (one sentence per line, documents separated by blank
    lines) from files, directories or globs, or a hub dataset read through `datasets` (one row, one
    document). `corpus_fingerprint` identifies it cheaply (paths, sizes, mtimes) for the cache.
-2. `binarize` tokenises every sentence once, appends </s> to each (a document boundary adds one
-   more lone </s>, as fairseq's preprocessing does with the blank line) and writes the ids to
-   memory-mapped shards (uint16 when the vocabulary fits) with an index. Documents go to the
-   train or validation split by a seeded hash of their index. The result is cached under a hash of
-   corpus, tokenizer and these settings, and reused across runs.
+2. `binarize` (pretrain/shards.py) tokenises every sentence once, on every core, appends </s> to
+   each (a document boundary adds one more lone </s>, as fairseq's preprocessing does with the
+   blank line) and writes the ids to memory-mapped shards (uint16 when the vocabulary fits) with
+   an index. Documents go to the train or validation split by a seeded hash of their index. The
+   result is cached under a hash of corpus, tokenizer and these settings, and reused across runs.
 3. `pack_complete` is fairseq's `--sample-break-mode complete`: whole sentences are packed greedily
    into blocks of tokens_per_sample - 1 tokens (<s> is prepended to each block), so no block
    splits a sentence and nothing is padded except the short tail of a block. A sentence longer than
@@ -24,8 +24,6 @@ import glob
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,14 @@ import numpy as np
 from intdim.errors import UserError
 from intdim.io import atomic_write_json
 from pretrain.config import DataConfig
+from pretrain.shards import binarize, token_dtype
+
+__all__ = ["BlockStream", "Corpus", "PackedBlocks", "binarize", "pack_complete",
+           "resolve_corpus", "token_dtype"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 _GLOB_CHARS = set("*?[")
-_SPLIT_SEED = 0  # the validation split does not move with the training seed
 
 
 # -- 1. corpus -----------------------------------------------------------------------------------
@@ -50,13 +50,19 @@ class Corpus:
     hub: tuple[str, str | None] | None = None
     hf_split: str = "train"
     text_field: str = "text"
+    cache_dir: str = ""  # where a hub corpus's last known revision is kept (for offline reruns)
 
     def documents(self) -> Iterator[list[str]]:
-        """Each document as its list of non-empty lines (sentences)."""
+        """Each document as its list of non-empty lines (sentences). A hub corpus is streamed,
+        row by row: never downloaded or held whole."""
         if self.hub is not None:
             for row in self._hub_rows():
-                text = row[self.text_field]
-                lines = [s for s in str(text).splitlines() if s.strip()]
+                if self.text_field not in row:
+                    raise UserError(
+                        f"dataset {self.hub[0]!r} has no column {self.text_field!r}; set "
+                        f"data.text_field to one of: {', '.join(row)}"
+                    )
+                lines = [s for s in str(row[self.text_field]).splitlines() if s.strip()]
                 if lines:
                     yield lines
             return
@@ -77,16 +83,50 @@ class Corpus:
         for doc in self.documents():
             yield from doc
 
+    def nbytes(self) -> int | None:
+        """The corpus's size in bytes, when known without reading it (for ETAs)."""
+        return None if self.hub is not None else sum(p.stat().st_size for p in self.files)
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         if self.hub is not None:
-            ds = self._hub_rows()
             h.update(f"hub:{self.hub}:{self.hf_split}:{self.text_field}:".encode())
-            h.update(str(getattr(ds, "_fingerprint", len(ds))).encode())
+            h.update(self._hub_revision().encode())
         for p in self.files:
             st = p.stat()
             h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns};".encode())
         return h.hexdigest()[:16]
+
+    def _hub_revision(self) -> str:
+        """What identifies a hub corpus's content: its files' sizes and mtimes for a local
+        dataset directory, else the hub's commit of the dataset. Offline (a cluster's compute
+        nodes often are), the commit seen last, which `intdim prepare` recorded."""
+        assert self.hub is not None
+        name = self.hub[0]
+        if Path(name).exists():
+            root = Path(name)
+            files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+            stats = [(p.relative_to(root.parent), p.stat()) for p in files]
+            return ";".join(f"{p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats)
+        memo = (
+            Path(self.cache_dir or ".")
+            / "hub_revisions"
+            / (hashlib.sha256(repr(self.hub).encode()).hexdigest()[:16] + ".json")
+        )
+        try:
+            from huggingface_hub import HfApi
+
+            sha = HfApi().dataset_info(name).sha or ""
+        except Exception as e:
+            if memo.is_file():
+                return json.loads(memo.read_text())["sha"]
+            raise UserError(
+                f"cannot look up dataset {name!r} on the hub ({str(e).splitlines()[0][:120]}); "
+                "run `intdim prepare` once where the hub is reachable, or use local text files"
+            ) from None
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(memo, {"dataset": name, "subset": self.hub[1], "sha": sha})
+        return sha
 
     def _hub_rows(self):
         assert self.hub is not None
@@ -96,18 +136,12 @@ class Corpus:
             raise UserError("a hub corpus needs the `datasets` package; pip install it") from None
         name, subset = self.hub
         try:
-            ds = datasets.load_dataset(name, subset, split=self.hf_split)
+            return datasets.load_dataset(name, subset, split=self.hf_split, streaming=True)
         except Exception as e:
             raise UserError(
                 f"cannot load dataset {name!r}: {str(e).splitlines()[0]}; check the name, or use "
                 "local text files"
             ) from None
-        if self.text_field not in ds.column_names:
-            raise UserError(
-                f"dataset {name!r} has no column {self.text_field!r}; set data.text_field to one "
-                f"of: {', '.join(ds.column_names)}"
-            )
-        return ds
 
 
 def resolve_corpus(cfg: DataConfig) -> Corpus:
@@ -116,7 +150,7 @@ def resolve_corpus(cfg: DataConfig) -> Corpus:
         raise UserError("data.corpus is not set; pass data.corpus=PATH (a file, directory or glob)")
     if spec.startswith("hf:"):
         name, _, subset = spec[3:].partition(":")
-        return Corpus([], (name, subset or None), cfg.hf_split, cfg.text_field)
+        return Corpus([], (name, subset or None), cfg.hf_split, cfg.text_field, cfg.cache_dir)
     if spec == "demo":
         from pretrain.demo_corpus import write_demo_corpus
 
@@ -150,120 +184,44 @@ def resolve_corpus(cfg: DataConfig) -> Corpus:
     return Corpus(files)
 
 
-# -- 2. binarised shards -------------------------------------------------------------------------
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
-
-
-def _is_valid_doc(index: int, fraction: float) -> bool:
-    if fraction <= 0:
-        return False
-    h = hashlib.blake2b(f"{_SPLIT_SEED}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") / 2**64 < fraction
-
-
-class _ShardWriter:
-    """Appends sentences to shard files of at most `shard_tokens` tokens each."""
-
-    def __init__(self, out: Path, dtype: np.dtype, shard_tokens: int) -> None:
-        self.out, self.dtype, self.shard_tokens = out, dtype, shard_tokens
-        self.shards: list[dict] = []
-        self._f = None
-        self._sizes: list[int] = []
-        self._n = 0
-
-    def add(self, ids: list[int]) -> None:
-        if self._f is None or (self._n and self._n + len(ids) > self.shard_tokens):
-            self._close_shard()
-            name = f"shard_{len(self.shards):05d}"
-            self._f = open(self.out / f"{name}.bin", "wb")  # noqa: SIM115  closed in _close_shard
-            self.shards.append({"name": name})
-        self._f.write(np.asarray(ids, dtype=self.dtype).tobytes())
-        self._sizes.append(len(ids))
-        self._n += len(ids)
-
-    def _close_shard(self) -> None:
-        if self._f is None:
-            return
-        self._f.close()
-        meta = self.shards[-1]
-        np.save(self.out / f"{meta['name']}.sizes.npy", np.asarray(self._sizes, dtype=np.int32))
-        meta.update(tokens=self._n, sentences=len(self._sizes))
-        self._f, self._sizes, self._n = None, [], 0
-
-    def close(self) -> list[dict]:
-        self._close_shard()
-        return self.shards
-
-
-def shards_key(corpus_fp: str, tokenizer, cfg: DataConfig) -> str:
-    tok_files = json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    spec = f"{FORMAT_VERSION}:{corpus_fp}:{tok_files}:{cfg.valid_fraction}:{cfg.shard_tokens}"
-    return hashlib.sha256(spec.encode()).hexdigest()[:16]
-
-
-def binarize(corpus: Corpus, tokenizer, cfg: DataConfig, corpus_fp: str) -> Path:
-    """Tokenise the corpus into cached shards; return the directory holding both splits."""
-    out = Path(cfg.cache_dir) / "shards" / shards_key(corpus_fp, tokenizer, cfg)
-    if (out / "index.json").is_file():
-        log.info("reusing binarised corpus %s", out)
-        return out
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dtype = token_dtype(len(tokenizer))
-    writers = {}
-    for split in ("train", "valid"):
-        (tmp / split).mkdir(parents=True)
-        writers[split] = _ShardWriter(tmp / split, dtype, cfg.shard_tokens)
-    eos = tokenizer.eos_token_id
-    docs = {"train": 0, "valid": 0}
-    for i, doc in enumerate(corpus.documents()):
-        split = "valid" if _is_valid_doc(i, cfg.valid_fraction) else "train"
-        docs[split] += 1
-        encoded = tokenizer(doc, add_special_tokens=False)["input_ids"]
-        for ids in encoded:
-            writers[split].add(list(ids) + [eos])
-        writers[split].add([eos])  # the document boundary (fairseq's encoded blank line)
-    index = {
-        "format": FORMAT_VERSION,
-        "dtype": dtype.name,
-        "vocab_size": len(tokenizer),
-        "documents": docs,
-        "splits": {s: w.close() for s, w in writers.items()},
-    }
-    if docs["train"] == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"corpus {cfg.corpus} holds no text to train on; it must contain text")
-    atomic_write_json(tmp / "index.json", index)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(tmp, out)
-    except OSError:  # another rank or run finished the same shards first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+# -- 2. binarised shards: pretrain/shards.py (on every core) -----------------------------------
 
 
 # -- 3. packing ----------------------------------------------------------------------------------
 def pack_complete(sizes: np.ndarray, block: int) -> np.ndarray:
-    """(start, end) token offsets of blocks of whole sentences, greedily filled up to `block`."""
-    out: list[tuple[int, int]] = []
-    start = pos = 0
-    for size in sizes.tolist():
-        if size > block:  # an over-long sentence: close the open block, cut it into pieces
-            if pos > start:
-                out.append((start, pos))
-            for a in range(pos, pos + size, block):
-                out.append((a, min(a + block, pos + size)))
-            pos += size
-            start = pos
-            continue
-        if pos + size - start > block:
-            out.append((start, pos))
-            start = pos
-        pos += size
-    if pos > start:
-        out.append((start, pos))
-    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+    """(start, end) token offsets of blocks of whole sentences, greedily filled up to `block`.
+
+    Greedy packing is sequential (where a block starts depends on the previous one), but where a
+    block that starts at sentence i ends does not: one vectorised searchsorted gives it for every
+    i, and the Python loop then hops block to block (tens of sentences per hop) instead of
+    visiting every sentence."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = len(sizes)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    ends = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes, out=ends[1:])
+    # nxt[i]: the most sentences i.. that fit a block (the block is i..nxt[i]-1); == i when
+    # sentence i alone is longer than a block.
+    nxt = np.searchsorted(ends, ends[:-1] + block, side="right") - 1
+    starts: list[int] = []  # the sentence each block starts at
+    long: list[int] = []  # sentences longer than a block
+    i = 0
+    while i < n:
+        j = int(nxt[i])
+        if j == i:
+            long.append(i)
+            j = i + 1
+        else:
+            starts.append(i)
+        i = j
+    s = np.asarray(starts, dtype=np.int64)
+    parts = [np.column_stack([ends[s], ends[nxt[s]]])]
+    for i in long:  # an over-long sentence: cut into block-sized pieces
+        a = np.arange(ends[i], ends[i + 1], block, dtype=np.int64)
+        parts.append(np.column_stack([a, np.minimum(a + block, ends[i + 1])]))
+    out = np.concatenate(parts)
+    return out[np.argsort(out[:, 0], kind="stable")] if long else out
 
 
 class PackedBlocks:

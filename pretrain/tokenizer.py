@@ -48,14 +48,26 @@ def check_vocab_size(cfg: TokenizerConfig) -> None:
         )
 
 
+def cached_tokenizer(cfg: TokenizerConfig, corpus_fingerprint: str, cache_dir: Path):
+    """The tokenizer `build_tokenizer` would return, if it is in the cache; else None."""
+    from transformers import AutoTokenizer
+
+    out = cache_dir / "tokenizers" / tokenizer_key(cfg, corpus_fingerprint)
+    if not (out / "tokenizer_config.json").is_file():
+        return None
+    return AutoTokenizer.from_pretrained(str(out))
+
+
 def build_tokenizer(
     cfg: TokenizerConfig,
     texts: Callable[[], Iterable[str]],
     corpus_fingerprint: str,
     cache_dir: Path,
     max_length: int,
+    total_bytes: int | None = None,
 ):
-    """Load the cached tokenizer for this corpus, or train (or fetch) and cache it."""
+    """Load the cached tokenizer for this corpus, or train (or fetch) and cache it. Training
+    shows a bar over the corpus's `total_bytes` (rate and ETA) while it reads the text."""
     from transformers import AutoTokenizer
 
     check_vocab_size(cfg)
@@ -63,7 +75,7 @@ def build_tokenizer(
     if not (out / "tokenizer_config.json").is_file():
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tok = _make(cfg, texts, max_length)
+        tok = _make(cfg, lambda: _progress(texts(), total_bytes), max_length)
         tok.save_pretrained(tmp)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -121,6 +133,23 @@ def _make(cfg: TokenizerConfig, texts: Callable[[], Iterable[str]], max_length: 
         sep_token="</s>",
         model_max_length=max_length,
     )
+
+
+def _progress(lines: Iterable[str], total_bytes: int | None) -> Iterator[str]:
+    """The lines, counted in bytes on a bar. The trainer then computes its merges (or pieces)
+    with its own bar."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenizer: read corpus",
+              dynamic_ncols=True, mininterval=2.0) as bar:  # fmt: skip
+        n = 0
+        for line in lines:
+            n += len(line) + 1  # characters: near enough to bytes for an ETA, and cheap
+            if n >= 1 << 20:
+                bar.update(n)
+                n = 0
+            yield line
+        bar.update(n)
 
 
 def _nonempty(lines: Iterable[str]) -> Iterator[str]:

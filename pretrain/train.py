@@ -37,14 +37,15 @@ from intdim.io import atomic_write_json, atomic_write_text, check_writable_dir
 from pretrain import checkpoint as ckpt
 from pretrain import distributed
 from pretrain.config import RESUME_MAY_CHANGE, PretrainConfig
-from pretrain.data import BlockStream, PackedBlocks, binarize, resolve_corpus
+from pretrain.data import BlockStream, PackedBlocks, resolve_corpus
 from pretrain.dropout import use_bitmask_dropout
 from pretrain.flops import FlopCount, peak_tflops
 from pretrain.model import MaskedLM, build_model
 from pretrain.objectives import Objective, build_objective
 from pretrain.objectives.base import Vocab
 from pretrain.precision import MasterWeights
-from pretrain.tokenizer import build_tokenizer, check_vocab_size
+from pretrain.prepare import prepare_data
+from pretrain.tokenizer import check_vocab_size
 
 log = logging.getLogger("pretrain")
 
@@ -146,7 +147,7 @@ def setup(cfg: PretrainConfig) -> Run:
             created = _make_run_dir(run_dir)
             try:
                 ckpt.remove_partial(run_dir)
-                prepared = _prepare_data(cfg)  # tokenizer and shards, once; other ranks wait
+                prepared = prepare_data(cfg)  # tokenizer and shards, once; other ranks wait
             except BaseException:
                 _remove_empty(created)  # a failed first start leaves no empty run_dir behind
                 raise
@@ -157,7 +158,7 @@ def setup(cfg: PretrainConfig) -> Run:
             raise failed
         raise UserError("process 0 failed while preparing the data (its own error is in its log)")
     # The other ranks load what process 0 prepared (from the cache).
-    tokenizer, shards = prepared if prepared is not None else _prepare_data(cfg)
+    tokenizer, shards = prepared if prepared is not None else prepare_data(cfg)
     tps = cfg.data.tokens_per_sample
     train_blocks = PackedBlocks(shards, "train", tps, tokenizer.bos_token_id)
     valid_blocks = PackedBlocks(shards, "valid", tps, tokenizer.bos_token_id)
@@ -316,14 +317,6 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _prepare_data(cfg: PretrainConfig):
-    corpus = resolve_corpus(cfg.data)
-    fp = corpus.fingerprint()
-    cache = Path(cfg.data.cache_dir)
-    tokenizer = build_tokenizer(cfg.tokenizer, corpus.lines, fp, cache, cfg.data.tokens_per_sample)
-    return tokenizer, binarize(corpus, tokenizer, cfg.data, fp)
 
 
 def _wrap_subspace(module: torch.nn.Module, cfg: PretrainConfig):

@@ -4,8 +4,9 @@
     cluster.probe.gpus_per_node, cluster.pretrain.nodes, cluster.partition
 
 The site-wide fields (partition, account, qos, constraint, setup lines, extra sbatch parameters)
-sit at the top; `pretrain` and `probe` each say what one job of that kind needs, because a
-pretraining job (many GPUs, a day) and a probe run (one GPU, minutes) have little in common.
+sit at the top; `pretrain`, `probe` and `prepare` each say what one job of that kind needs,
+because a pretraining job (many GPUs, a day), a probe run (one GPU, minutes) and a corpus
+preparation job (many CPUs, no GPU) have little in common.
 An unknown key anywhere is an error that lists the valid keys at that level.
 """
 
@@ -61,9 +62,11 @@ class ClusterConfig:
     additional_parameters: dict[str, Any] = field(default_factory=dict)  # any other sbatch flag
     pretrain: JobResources = field(default_factory=JobResources)
     probe: JobResources = field(default_factory=JobResources)
+    # `intdim prepare`'s jobs (tokenizer, the parts of the corpus, the merge): CPUs, no GPU.
+    prepare: JobResources = field(default_factory=JobResources)
 
     def resources(self, kind: str) -> JobResources:
-        return self.pretrain if kind == "pretrain" else self.probe
+        return {"pretrain": self.pretrain, "prepare": self.prepare}.get(kind, self.probe)
 
 
 def _check_keys(data: Any, schema: type, where: str, path: Path) -> None:
@@ -78,7 +81,7 @@ def _check_keys(data: Any, schema: type, where: str, path: Path) -> None:
                 f"cluster profile {path}: unknown key {where}{key!r}; valid keys"
                 f"{' under ' + where.rstrip('.') if where else ''}: {valid}"
             )
-        if key in ("pretrain", "probe") and value is not None:
+        if key in ("pretrain", "probe", "prepare") and value is not None:
             _check_keys(value, JobResources, f"{where}{key}.", path)
 
 

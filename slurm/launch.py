@@ -1,4 +1,5 @@
-"""Entry points of `intdim watch` and `intdim pretrain --executor/--probe` (intdim/cli.py parses).
+"""Entry points of `intdim watch`, `intdim pretrain --executor/--probe` and `intdim prepare
+--executor` (intdim/cli.py parses).
 
     intdim pretrain CONFIG --executor slurm --cluster PROFILE --probe PROBE_CONFIG
       -> submits the pretraining job, writes RUN_DIR/pretrain_job.json, then runs the watcher
@@ -84,6 +85,76 @@ def pretrain(
         print(f"follow it with squeue -j {job_id}; logs in {run / 'jobs' / 'pretrain'}")
         return 0
     return _wait(backend, job_id, run)
+
+
+def prepare(
+    config: str,
+    overrides: Sequence[str],
+    executor: str,
+    cluster: str | None = None,
+    parts: int = 1,
+) -> int:
+    """`intdim prepare CONFIG --executor ...`: the tokenizer job, then one job per part of the
+    corpus's files (an array; a streamed hub corpus is one job), then the merge; each stage
+    waited for here. Finished stages are skipped, so a rerun resumes."""
+    from pretrain.config import PretrainConfig
+    from pretrain.data import resolve_corpus
+    from pretrain.prepare import (
+        binarize_job,
+        describe,
+        merge_job,
+        part_job,
+        plan_key,
+        tokenizer_job,
+    )
+    from pretrain.shards import plan_chunks, shards_dir, split_parts
+    from pretrain.tokenizer import cached_tokenizer
+
+    kind = check_executor(executor)
+    if parts < 1:
+        raise UserError(f"--parts must be >= 1, got {parts}")
+    cfg = load_config(PretrainConfig, config, list(overrides))  # bad input fails here, not in a job
+    corpus = resolve_corpus(cfg.data)
+    fp = corpus.fingerprint()
+    cache = Path(cfg.data.cache_dir)
+    backend = Backend(kind, cache.resolve() / "jobs" / "prepare", load_cluster(cluster),
+                      role="prepare")  # fmt: skip
+    # Absolute paths: a job may start in another directory (or on another node).
+    args = (str(Path(config).resolve()), list(overrides))
+    if cached_tokenizer(cfg.tokenizer, fp, cache) is None:
+        _wait_all(backend, [backend.submit(tokenizer_job, args, name="intdim-prepare-tokenizer")])
+    tokenizer = cached_tokenizer(cfg.tokenizer, fp, cache)
+    if tokenizer is None:
+        raise UserError(f"the tokenizer job left no tokenizer under {cache / 'tokenizers'}")
+    out = shards_dir(fp, tokenizer, cfg.data)
+    if not (out / "index.json").is_file():
+        if corpus.hub is not None:
+            _wait_all(backend, [backend.submit(binarize_job, args, name="intdim-prepare-corpus")])
+        else:
+            groups = split_parts(plan_chunks(corpus.files), parts)
+            plan = plan_key(groups)
+            calls = [(*args, plan, k, g) for k, g in enumerate(groups)]
+            print(f"corpus: {len(groups)} part(s) through {kind}", flush=True)
+            _wait_all(backend, backend.submit_array(part_job, calls, name="intdim-prepare-part"))
+            merge = (*args, plan, len(groups))
+            _wait_all(backend, [backend.submit(merge_job, merge, name="intdim-prepare-merge")])
+    if not (out / "index.json").is_file():
+        raise UserError(f"the preparation jobs left no shards at {out}; see {backend.folder}")
+    print(f"corpus prepared: {describe(out)}", flush=True)
+    return 0
+
+
+def _wait_all(backend: Backend, job_ids: Sequence[str], poll: float = 2.0) -> None:
+    """Until every job succeeded; the first failure is one line (its log has the rest)."""
+    while True:
+        states = backend.status(job_ids)
+        failed = [(j, s) for j, s in states.items() if s.state == "failed"]
+        if failed:
+            j, s = failed[0]
+            raise UserError(f"preparation job {j} failed: {s.error}; fix it and run again")
+        if all(s.state == "succeeded" for s in states.values()):
+            return
+        time.sleep(poll)
 
 
 def submit_pretraining(backend: Backend, config: str, overrides: Sequence[str], run: Path) -> str:

@@ -72,12 +72,12 @@ def test_shards_round_trip_the_token_stream(corpus, cache_dir):
 
 def test_binarised_corpus_is_cached_and_reused(corpus, cache_dir, monkeypatch):
     _, _, _, root = _prepared(corpus, cache_dir)
-    import pretrain.data as data
+    import pretrain.shards as shards
 
     def boom(*a, **k):
         raise AssertionError("the cached shards should have been reused")
 
-    monkeypatch.setattr(data, "_ShardWriter", boom)
+    monkeypatch.setattr(shards, "SplitWriter", boom)
     _, _, _, again = _prepared(corpus, cache_dir)
     assert again == root
 
