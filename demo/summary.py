@@ -1,13 +1,17 @@
 """The demo's closing summary: d90 per task over pretraining, and whether it fell.
 
-The paper's claim (Figure 2) is that pretraining lowers d90. The demo's test of it, per task:
-is d90 at the last checkpoint below d90 at the first checkpoint where d90 is computable (full
-fine-tuning beats the majority class)? A search that reached no d up to d_max counts as
-"d90 > d_max", a lower bound, which is enough to compare against a measured d90 below d_max.
+The paper's claim (Figure 2) is that pretraining lowers d90. A search resolves d90 only to a
+bracket [lo, hi] (hi: the smallest d that reached, lo: the largest below it that did not;
+"<= d_min" is [0, d_min]; "> d_max" is [d_max, inf)), and reruns on another machine move d90 by
+about a bracket. So the demo's rule, per task, is a skeptic's: d90 fell only if the last
+checkpoint's bracket lies entirely below the first computable checkpoint's (its top is below the
+other's bottom), rose only if entirely above, and otherwise did not change at this resolution.
+The same rule judges each step between consecutive checkpoints.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,30 +19,47 @@ from pathlib import Path
 from probe.records import Record
 from probe.report import d90_rows, updates_of
 
+FELL, ROSE, SAME = "fell", "rose", "no change at this resolution"
+_STEP_MARK = {FELL: "↓", ROSE: "↑", SAME: "="}
+
 
 @dataclass(frozen=True)
 class Cell:
     status: str  # done | not_reached | not_computable | running | failed
     d90: int | None
     d_max: int
+    lo: int | None = None  # done: the largest d below d90 that did not reach; None: d90 = d_min
 
     @property
-    def comparable(self) -> float | None:
-        """A number to compare checkpoints by: d90, or just above d_max when not reached."""
+    def bracket(self) -> tuple[float, float] | None:
+        """Where d90 lies, both ends included; None when the search did not settle on one."""
         if self.status == "done" and self.d90 is not None:
-            return float(self.d90)
+            return float(self.lo or 0), float(self.d90)
         if self.status == "not_reached":
-            return self.d_max + 0.5
+            return float(self.d_max), math.inf
         return None
 
     def text(self) -> str:
         if self.status == "done" and self.d90 is not None:
-            return f"{self.d90:,}"
+            return f"{self.d90:,}" if self.lo is not None else f"<= {self.d90:,}"
         return {
             "not_reached": f"> {self.d_max:,}",
             "not_computable": "n/c",
             "failed": "failed",
         }.get(self.status, "...")
+
+
+def change(before: Cell, after: Cell) -> str | None:
+    """FELL / ROSE / SAME from `before` to `after` (the rule in the module docstring); None
+    when either has no bracket."""
+    a, b = before.bracket, after.bracket
+    if a is None or b is None:
+        return None
+    if b[1] < a[0]:
+        return FELL
+    if a[1] < b[0]:
+        return ROSE
+    return SAME
 
 
 @dataclass(frozen=True)
@@ -49,21 +70,29 @@ class TaskTrend:
     @property
     def first_and_last(self) -> tuple[int, int] | None:
         """(updates of the first computable checkpoint, updates of the last checkpoint)."""
-        computable = [u for u, c in sorted(self.cells.items()) if c.comparable is not None]
-        if len(computable) < 2:
+        settled = [u for u, c in sorted(self.cells.items()) if c.bracket is not None]
+        if len(settled) < 2:
             return None
-        return computable[0], max(self.cells)
+        return settled[0], max(self.cells)
 
     @property
-    def fell(self) -> bool | None:
-        """True/False once both ends are known; None when it cannot be told."""
+    def change(self) -> str | None:
+        """First computable checkpoint -> last: FELL, ROSE or SAME; None when it cannot be told."""
         ends = self.first_and_last
         if ends is None:
             return None
-        first, last = (self.cells[u].comparable for u in ends)
-        if first is None or last is None:
-            return None
-        return last < first
+        return change(self.cells[ends[0]], self.cells[ends[1]])
+
+    @property
+    def steps(self) -> list[tuple[int, int, str]]:
+        """(from, to, change) between consecutive checkpoints that both have a bracket."""
+        settled = [u for u, c in sorted(self.cells.items()) if c.bracket is not None]
+        out = []
+        for u, v in zip(settled, settled[1:], strict=False):
+            verdict = change(self.cells[u], self.cells[v])
+            assert verdict is not None
+            out.append((u, v, verdict))
+        return out
 
 
 @dataclass(frozen=True)
@@ -73,18 +102,18 @@ class RunSummary:
     trends: list[TaskTrend]
 
     def verdict(self) -> str:
-        fell = [t.task for t in self.trends if t.fell]
-        rose = [t.task for t in self.trends if t.fell is False]
-        unknown = [t.task for t in self.trends if t.fell is None]
-        parts = [f"d90 fell for {len(fell)} of {len(self.trends)} tasks"]
-        if rose:
-            parts.append(f"did not fall for {', '.join(rose)}")
-        if unknown:
-            parts.append(f"cannot tell for {', '.join(unknown)} (too few computable checkpoints)")
+        by = {v: [t.task for t in self.trends if t.change == v] for v in (FELL, ROSE, SAME, None)}
+        parts = [f"d90 fell for {len(by[FELL])} of {len(self.trends)} tasks"]
+        if by[ROSE]:
+            parts.append(f"rose for {', '.join(by[ROSE])}")
+        if by[SAME]:
+            parts.append(f"no change at this resolution for {', '.join(by[SAME])}")
+        if by[None]:
+            parts.append(f"cannot tell for {', '.join(by[None])} (too few settled checkpoints)")
         return "; ".join(parts)
 
     def markdown(self, figures: Sequence[Path] = ()) -> str:
-        head = ["task", *(f"update {u:,}" for u in self.updates), "fell?"]
+        head = ["task", *(f"update {u:,}" for u in self.updates), "first -> last", "steps"]
         lines = [
             f"## d90 ({self.method.upper()}) over pretraining",
             "",
@@ -93,12 +122,15 @@ class RunSummary:
         ]
         for t in self.trends:
             cells = [t.cells[u].text() if u in t.cells else "" for u in self.updates]
-            mark = {True: "yes", False: "no", None: "?"}[t.fell]
-            lines.append("| " + " | ".join([t.task, *cells, mark]) + " |")
+            steps = " ".join(_STEP_MARK[v] for _, _, v in t.steps) or "?"
+            lines.append("| " + " | ".join([t.task, *cells, t.change or "?", steps]) + " |")
         lines += [
             "",
-            "n/c: not computable (90% of full fine-tuning did not beat the majority class); "
-            "> N: no d up to N reached 90% of full fine-tuning.",
+            "n/c: not computable (full fine-tuning did not beat the majority class); "
+            "> N: no d up to N reached 90% of full fine-tuning; <= N: the smallest d tried "
+            "reached it. A d90 is the top of its bracket: it fell (↓) only where the later "
+            "bracket lies entirely below the earlier one, rose (↑) only where entirely above; "
+            "= is no change at this resolution.",
             "",
             f"Finding: {self.verdict()}. (Paper, Figure 2: d90 falls as pretraining goes on.)",
         ]
@@ -128,7 +160,7 @@ def summarize_run(records: Iterable[Record], d_max: int, method: str = "said") -
                 cells[updates] = Cell("not_computable", None, d_max)
             continue
         if cells.get(updates, Cell("", None, d_max)).status != "not_computable":
-            cells[updates] = Cell(r["status"], r["d90"], d_max)
+            cells[updates] = Cell(r["status"], r["d90"], d_max, r.get("lo"))
     updates_seen = sorted({u for cells in by_task.values() for u in cells})
     trends = [TaskTrend(task, cells) for task, cells in sorted(by_task.items())]
     return RunSummary(method, updates_seen, trends)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from demo.summary import Cell, TaskTrend, summarize_run
+from demo.summary import FELL, ROSE, SAME, Cell, TaskTrend, change, summarize_run
 from probe.search import SearchConfig, SearchKey
 from probe.simulate import Curve, drive
 
@@ -36,30 +36,40 @@ def test_falling_rising_and_unknown_trends_are_told_apart():
     trends = {t.task: t for t in summary.trends}
     assert summary.updates == [0, 300, 600]
     assert trends["falls"].cells[0].text() == "> 32,768"
-    assert trends["falls"].first_and_last == (0, 600) and trends["falls"].fell is True
-    assert trends["rises"].fell is False
-    assert trends["late"].cells[0].text() == "n/c" and trends["late"].fell is None
+    assert trends["falls"].first_and_last == (0, 600) and trends["falls"].change == FELL
+    assert [v for _, _, v in trends["falls"].steps] == [FELL, FELL]
+    assert trends["rises"].change == ROSE
+    assert trends["late"].cells[0].text() == "n/c" and trends["late"].change is None
     verdict = summary.verdict()
     assert verdict.startswith("d90 fell for 1 of 3 tasks")
-    assert "did not fall for rises" in verdict and "cannot tell for late" in verdict
+    assert "rose for rises" in verdict and "cannot tell for late" in verdict
     md = summary.markdown()
     assert "| falls | > 32,768 |" in md and md.count("\n| ") == 4  # header + 3 tasks
+    assert "| fell | ↓ ↓ |" in md
 
 
 def test_d90_is_the_bracket_top_and_a_running_search_is_not_judged():
     recs = search(0, "t", Curve(d_star=3000)) + search(300, "t", Curve(d_star=900))[:2]
     trend = summarize_run(recs, d_max=CFG["d_max"]).trends[0]
-    assert trend.cells[300].text() == "..." and trend.fell is None
+    assert trend.cells[300].text() == "..." and trend.change is None
     d90 = trend.cells[0].d90
     assert d90 is not None and 3000 <= d90 <= 2 * 3000
 
 
-def test_not_reached_compares_above_any_measured_d90():
-    top = Cell("not_reached", None, 1000)
-    assert top.comparable is not None and top.comparable > 1000
-    trend = TaskTrend("t", {0: top, 10: Cell("done", 1000, 1000)})
-    assert trend.fell is True
-    assert TaskTrend("t", {0: top, 10: Cell("not_reached", None, 1000)}).fell is False
+def test_a_fall_needs_the_later_bracket_entirely_below_the_earlier():
+    top = Cell("not_reached", None, 16384)
+    # The case: "> 16,384" then d90 16,384 in [4,871, 16,384]: not distinguishable.
+    assert change(top, Cell("done", 16384, 16384, lo=4871)) == SAME
+    assert change(top, Cell("done", 4871, 16384, lo=1448)) == FELL
+    assert change(top, Cell("not_reached", None, 16384)) == SAME
+    # Adjacent brackets share an end: no change at this resolution, either way.
+    a, b = Cell("done", 1448, 16384, lo=431), Cell("done", 431, 16384, lo=128)
+    assert change(a, b) == SAME and change(b, a) == SAME
+    assert change(a, Cell("done", 128, 16384, lo=None)) == FELL  # <= 128 is [0, 128]
+    assert Cell("done", 128, 16384, lo=None).text() == "<= 128"
+    assert change(Cell("done", 128, 16384), a) == ROSE
+    trend = TaskTrend("t", {0: top, 400: a, 800: Cell("running", None, 16384), 1200: b})
+    assert trend.change == FELL and [v for *_, v in trend.steps] == [FELL, SAME]
 
 
 def test_markdown_points_at_the_trajectory_png(tmp_path):
