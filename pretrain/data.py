@@ -199,11 +199,14 @@ def pack_complete(sizes: np.ndarray, block: int) -> np.ndarray:
     n = len(sizes)
     if n == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    ends = np.zeros(n + 1, dtype=np.int64)
+    # int32 offsets when a shard's tokens allow (they do below 2^31): searchsorted runs ~2.5x
+    # faster on half the bytes.
+    small = int(sizes.sum()) + block < np.iinfo(np.int32).max
+    ends = np.zeros(n + 1, dtype=np.int32 if small else np.int64)
     np.cumsum(sizes, out=ends[1:])
     # nxt[i]: the most sentences i.. that fit a block (the block is i..nxt[i]-1); == i when
     # sentence i alone is longer than a block.
-    nxt = np.searchsorted(ends, ends[:-1] + block, side="right") - 1
+    nxt = np.searchsorted(ends, ends[:-1] + ends.dtype.type(block), side="right") - 1
     starts: list[int] = []  # the sentence each block starts at
     long: list[int] = []  # sentences longer than a block
     i = 0
@@ -216,10 +219,10 @@ def pack_complete(sizes: np.ndarray, block: int) -> np.ndarray:
             starts.append(i)
         i = j
     s = np.asarray(starts, dtype=np.int64)
-    parts = [np.column_stack([ends[s], ends[nxt[s]]])]
+    parts = [np.column_stack([ends[s], ends[nxt[s]]]).astype(np.int64)]
     for i in long:  # an over-long sentence: cut into block-sized pieces
         a = np.arange(ends[i], ends[i + 1], block, dtype=np.int64)
-        parts.append(np.column_stack([a, np.minimum(a + block, ends[i + 1])]))
+        parts.append(np.column_stack([a, np.minimum(a + block, int(ends[i + 1]))]))
     out = np.concatenate(parts)
     return out[np.argsort(out[:, 0], kind="stable")] if long else out
 

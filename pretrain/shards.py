@@ -163,12 +163,24 @@ class EncodedChunk:
     nbytes: int = 0
 
 
+def _ids_of(tokenizer):
+    """sentences -> their ids without special tokens, as `tokenizer(...)["input_ids"]` gives
+    them. A fast tokenizer's backend is asked directly, without offsets (1.5x faster per core
+    than through transformers' wrapper; tests hold the shards to the wrapper's)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if tokenizer.is_fast else None
+    if backend is None:
+        return lambda batch: tokenizer(batch, add_special_tokens=False)["input_ids"]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    return lambda batch: [e.ids for e in encode(batch, add_special_tokens=False)]
+
+
 def encode_documents(docs: Sequence[list[str]], tokenizer, dtype: np.dtype) -> EncodedChunk:
     eos = tokenizer.eos_token_id
     sentences = [s for doc in docs for s in doc]
+    ids_of = _ids_of(tokenizer)
     ids: list[list[int]] = []
     for i in range(0, len(sentences), _TOKENIZE_BATCH):
-        ids += tokenizer(sentences[i : i + _TOKENIZE_BATCH], add_special_tokens=False)["input_ids"]
+        ids += ids_of(sentences[i : i + _TOKENIZE_BATCH])
     flat: list[int] = []
     sizes: list[int] = []
     doc_ends: list[int] = []

@@ -90,11 +90,12 @@ def awkward_corpus(tmp_path_factory, corpus) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def tokenizer(awkward_corpus, tmp_path_factory):
+@pytest.fixture(scope="module", params=["bpe", "sentencepiece"])
+def tokenizer(awkward_corpus, tmp_path_factory, request):
     c = resolve_corpus(DataConfig(corpus=str(awkward_corpus)))
     cache = tmp_path_factory.mktemp("tok")
-    return build_tokenizer(TokenizerConfig(vocab_size=300), c.lines, c.fingerprint(), cache, 64)
+    cfg = TokenizerConfig(kind=request.param, vocab_size=300)
+    return build_tokenizer(cfg, c.lines, c.fingerprint(), cache, 64)
 
 
 def test_chunks_end_at_document_boundaries_and_read_as_the_whole_file(awkward_corpus):
