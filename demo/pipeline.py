@@ -90,7 +90,7 @@ def run_demo(
     """The four steps above; returns 0 when every search settled. `*_overrides` are key=value
     lines on top of configs/demo/*.yaml (the tests shrink the demo with them)."""
     from demo.progress import DemoProgress
-    from demo.summary import summarize_run
+    from demo.summary import provenance, summarize_run
     from pretrain.config import PretrainConfig
     from probe.config import ProbeConfig
     from probe.records import read_records
@@ -144,7 +144,7 @@ def run_demo(
     records = read_records(watcher.out)
     report = plot_records(records, run / "plots")
     summary = summarize_run(records, cfg.search.d_max, cfg.methods[0])
-    text = summary.markdown(report.written)
+    text = summary.markdown(report.written, provenance())
     atomic_write_text(run / "summary.md", text)
     print(text, flush=True)
     return 0

@@ -11,7 +11,11 @@ The same rule judges each step between consecutive checkpoints.
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
+import platform
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +116,12 @@ class RunSummary:
             parts.append(f"cannot tell for {', '.join(by[None])} (too few settled checkpoints)")
         return "; ".join(parts)
 
-    def markdown(self, figures: Sequence[Path] = ()) -> str:
+    def markdown(self, figures: Sequence[Path] = (), provenance: str = "") -> str:
         head = ["task", *(f"update {u:,}" for u in self.updates), "first -> last", "steps"]
         lines = [
             f"## d90 ({self.method.upper()}) over pretraining",
             "",
+            *([provenance, ""] if provenance else []),
             "| " + " | ".join(head) + " |",
             "|" + "---|" * len(head),
         ]
@@ -142,6 +147,36 @@ class RunSummary:
             names = ", ".join(p.stem for p in pngs)
             lines += [f"All figures (PNG and PDF) in {pngs[0].parent}: {names}"]
         return "\n".join(lines) + "\n"
+
+
+def provenance(when: datetime.datetime | None = None) -> str:
+    """Which code on which machine printed a table: a rerun elsewhere is compared against it.
+    The CPU's kernel set (torch's ATen capability) is named because it changes float results,
+    and with them d90 by about a bracket."""
+    import torch
+
+    from intdim import __version__
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        git = ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    when = when or datetime.datetime.now(datetime.timezone.utc)
+    code = f"intdim {__version__}" + (f" (commit {commit})" if commit else "")
+    return (
+        f"Run {when:%Y-%m-%d %H:%M} UTC, {code}, on {cpu}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()}."
+    )
 
 
 def summarize_run(records: Iterable[Record], d_max: int, method: str = "said") -> RunSummary:

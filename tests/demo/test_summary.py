@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from demo.summary import FELL, ROSE, SAME, Cell, TaskTrend, change, summarize_run
+from demo.summary import FELL, ROSE, SAME, Cell, TaskTrend, change, provenance, summarize_run
 from probe.search import SearchConfig, SearchKey
 from probe.simulate import Curve, drive
 
@@ -78,3 +78,10 @@ def test_markdown_points_at_the_trajectory_png(tmp_path):
     md = summarize_run(recs, d_max=CFG["d_max"]).markdown(figures)
     assert f"The trajectory (Figure 2): {tmp_path / 'd90_trajectory.png'}" in md
     assert "d90_trajectory, x" in md and ".pdf" not in md
+
+
+def test_the_table_says_which_code_and_machine_printed_it():
+    line = provenance()
+    assert line.startswith("Run ") and " UTC, intdim " in line and "CPU kernels " in line
+    md = summarize_run(search(0, "t", Curve(d_star=3000)), d_max=CFG["d_max"]).markdown((), line)
+    assert md.splitlines()[2] == line
