@@ -72,25 +72,6 @@ def _same(a: Path, b: Path) -> bool:
     return files == other and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
 
 
-def _old_pack(sizes: np.ndarray, block: int) -> int:
-    out, start, pos = [], 0, 0
-    for size in sizes.tolist():
-        if size > block:
-            if pos > start:
-                out.append((start, pos))
-            out += [(a, min(a + block, pos + size)) for a in range(pos, pos + size, block)]
-            pos += size
-            start = pos
-            continue
-        if pos + size - start > block:
-            out.append((start, pos))
-            start = pos
-        pos += size
-    if pos > start:
-        out.append((start, pos))
-    return len(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", help="a file or directory (default: WordNet's glosses)")
@@ -143,7 +124,7 @@ def main() -> None:
 
     sizes = np.random.default_rng(0).integers(1, 60, size=5_000_000)
     t = time.perf_counter()
-    _old_pack(sizes, 511)
+    old.pack_complete(sizes, 511)
     t_old_pack = time.perf_counter() - t
     t = time.perf_counter()
     pack_complete(sizes, 511)

@@ -33,7 +33,7 @@ import numpy as np
 from intdim.errors import UserError
 from intdim.io import atomic_write_json
 from pretrain.config import DataConfig
-from pretrain.shards import binarize, token_dtype
+from pretrain.shards import binarize, split_documents, token_dtype
 
 __all__ = ["BlockStream", "Corpus", "PackedBlocks", "binarize", "pack_complete",
            "resolve_corpus", "token_dtype"]  # fmt: skip
@@ -67,17 +67,8 @@ class Corpus:
                     yield lines
             return
         for path in self.files:
-            doc: list[str] = []
             with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    line = line.rstrip("\n")
-                    if line.strip():
-                        doc.append(line)
-                    elif doc:
-                        yield doc
-                        doc = []
-            if doc:
-                yield doc
+                yield from split_documents(f)
 
     def lines(self) -> Iterator[str]:
         for doc in self.documents():

@@ -121,9 +121,17 @@ def read_range(r: FileRange) -> Iterator[list[str]]:
     with open(r.path, "rb") as f:
         f.seek(r.start)
         data = f.read(r.size)
-    doc: list[str] = []
     # A TextIOWrapper, like open(): the same decoding and the same universal newlines.
-    for line in io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace"):
+    yield from split_documents(
+        io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
+    )
+
+
+def split_documents(lines: Iterable[str]) -> Iterator[list[str]]:
+    """fairseq's raw layout: runs of non-blank lines are documents, blank lines separate them.
+    The one definition: `Corpus.documents` reads whole files with it, `read_range` chunks."""
+    doc: list[str] = []
+    for line in lines:
         line = line.rstrip("\n")
         if line.strip():
             doc.append(line)
