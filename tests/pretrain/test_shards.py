@@ -201,3 +201,29 @@ def test_a_hub_corpus_is_streamed_and_gives_the_shards_its_text_files_give(
     bad = DataConfig(corpus=f"hf:{ds_dir}", cache_dir=str(tmp_path / "c2"), text_field="body")
     with pytest.raises(UserError, match="no column 'body'.*text, id"):
         list(resolve_corpus(bad).documents())
+
+
+def test_a_hub_corpus_is_keyed_by_its_commit_and_found_offline_after_one_online_look(
+    tmp_path, monkeypatch
+):
+    import huggingface_hub
+
+    answers = {"sha": "abc123", "online": True}
+
+    class FakeApi:
+        def dataset_info(self, name):
+            if not answers["online"]:
+                raise OSError("offline: cannot reach the hub")
+            return type("Info", (), {"sha": answers["sha"]})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    cfg = DataConfig(corpus="hf:someone/books", cache_dir=str(tmp_path / "c"))
+    online = resolve_corpus(cfg).fingerprint()
+    answers["sha"] = "def456"  # a new commit of the dataset: a new key
+    newer = resolve_corpus(cfg).fingerprint()
+    assert newer != online
+    answers["online"] = False  # offline: the commit seen last
+    assert resolve_corpus(cfg).fingerprint() == newer
+    never = DataConfig(corpus="hf:someone/other", cache_dir=str(tmp_path / "c"))
+    with pytest.raises(UserError, match="cannot look up dataset 'someone/other'.*intdim prepare"):
+        resolve_corpus(never).fingerprint()
