@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 
 import torch
 
+from intdim.machine import cpu_name
+
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    s = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    s = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
     s += f", {torch.get_num_threads()} threads"
     if torch.cuda.is_available():
         s += f", GPU {torch.cuda.get_device_name()}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import platform
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -156,6 +155,7 @@ def provenance(when: datetime.datetime | None = None) -> str:
     import torch
 
     from intdim import __version__
+    from intdim.machine import cpu_name
 
     repo = Path(__file__).resolve().parents[1]
     try:
@@ -163,14 +163,7 @@ def provenance(when: datetime.datetime | None = None) -> str:
         commit = subprocess.run(git, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     when = when or datetime.datetime.now(datetime.timezone.utc)
     code = f"intdim {__version__}" + (f" (commit {commit})" if commit else "")
     return (

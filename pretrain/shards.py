@@ -398,7 +398,7 @@ def binarize(corpus, tokenizer, cfg, corpus_fp: str, workers: int | None = None)
     if (out / "index.json").is_file():
         log.info("reusing binarised corpus %s", out)
         return out
-    workers = workers or getattr(cfg, "workers", None) or default_workers()
+    workers = workers or cfg.workers or default_workers()
     chunks, total = corpus_chunks(corpus)
     if isinstance(chunks, list):
         workers = min(workers, len(chunks))  # a small corpus is not worth a pool

@@ -48,11 +48,16 @@ def check_vocab_size(cfg: TokenizerConfig) -> None:
         )
 
 
+def tokenizer_dir(cfg: TokenizerConfig, corpus_fingerprint: str, cache_dir: Path) -> Path:
+    """Where the tokenizer of this corpus and config is cached."""
+    return cache_dir / "tokenizers" / tokenizer_key(cfg, corpus_fingerprint)
+
+
 def cached_tokenizer(cfg: TokenizerConfig, corpus_fingerprint: str, cache_dir: Path):
     """The tokenizer `build_tokenizer` would return, if it is in the cache; else None."""
     from transformers import AutoTokenizer
 
-    out = cache_dir / "tokenizers" / tokenizer_key(cfg, corpus_fingerprint)
+    out = tokenizer_dir(cfg, corpus_fingerprint, cache_dir)
     if not (out / "tokenizer_config.json").is_file():
         return None
     return AutoTokenizer.from_pretrained(str(out))
@@ -71,7 +76,7 @@ def build_tokenizer(
     from transformers import AutoTokenizer
 
     check_vocab_size(cfg)
-    out = cache_dir / "tokenizers" / tokenizer_key(cfg, corpus_fingerprint)
+    out = tokenizer_dir(cfg, corpus_fingerprint, cache_dir)
     if not (out / "tokenizer_config.json").is_file():
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
